@@ -1,0 +1,165 @@
+use super::*;
+
+const SHIPPED: &str = include_str!("../../../../config/cluster.json");
+
+fn problems(text: &str) -> Vec<Problem> {
+    Cluster::parse(text, "test.json").unwrap_err().problems
+}
+
+fn with(patch: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(SHIPPED).unwrap();
+    patch(&mut v);
+    v.to_string()
+}
+
+fn fields(ps: &[Problem]) -> Vec<&str> {
+    ps.iter().map(|p| p.field.as_str()).collect()
+}
+
+#[test]
+fn shipped_config_parses_with_the_documented_defaults() {
+    let c = Cluster::parse(SHIPPED, "cluster.json").unwrap();
+    assert_eq!(c.master.address.to_string(), "192.168.11.101");
+    assert_eq!(c.slave.address.to_string(), "192.168.11.102");
+    assert_eq!(c.backup.address.to_string(), "192.168.11.103");
+    assert_eq!(c.replication.user.as_str(), "streaming_user");
+    assert_eq!(c.replication.slot.as_str(), "pg_slot_1");
+    assert_eq!(c.barman.user.as_str(), "barman");
+    assert_eq!(c.barman.streaming_user.as_str(), "barman_streaming_user");
+    assert_eq!(c.barman.slot.as_str(), "barman");
+    assert_eq!(c.postgresql.major, MajorSpec::Auto);
+}
+
+#[test]
+fn minimal_config_gets_safe_defaults() {
+    let text = r#"{"version":1,"nodes":[
+        {"name":"a","role":"primary","address":"10.0.0.1"},
+        {"name":"b","role":"standby","address":"10.0.0.2"},
+        {"name":"c","role":"backup","address":"10.0.0.3"}]}"#;
+    let c = Cluster::parse(text, "t").unwrap();
+    assert_eq!(c.master.name.as_str(), "a");
+    assert_eq!(c.slave.role, Role::Slave);
+    assert_eq!(c.postgresql.port.get(), 5432);
+    assert_eq!(c.postgresql.max_slot_wal_keep_size_mb, 4096);
+    assert_eq!(c.replication.slot.as_str(), "pg_slot_1");
+}
+
+#[test]
+fn every_unknown_key_is_reported_at_once() {
+    let t = with(|v| {
+        v["colour"] = "blue".into();
+        v["nodes"][1]["ip"] = "1.2.3.4".into();
+        v["barman"]["retention"] = "x".into();
+    });
+    let ps = problems(&t);
+    assert_eq!(fields(&ps), ["barman.retention", "colour", "nodes[1].ip"]);
+    assert!(ps[0].message.contains("unknown key"));
+}
+
+#[test]
+fn every_validation_problem_is_reported_and_names_its_field() {
+    let t = with(|v| {
+        v["nodes"][0]["address"] = "192.168.11.300".into();
+        v["nodes"][1]["address"] = "192.168.11.103".into();
+        v["nodes"][2]["name"] = "Backup_1".into();
+        v["replication"]["slot"] = "Pg-Slot".into();
+        v["barman"]["retention_policy"] = "KEEP FOREVER".into();
+        v["postgresql"]["max_slot_wal_keep_size_mb"] = (-1).into();
+    });
+    let ps = problems(&t);
+    let f = fields(&ps);
+    for want in [
+        "nodes[0].address",
+        "nodes[2].address",
+        "nodes[2].name",
+        "replication.slot",
+        "barman.retention_policy",
+        "postgresql.max_slot_wal_keep_size_mb",
+    ] {
+        assert!(f.contains(&want), "missing {want} in {ps:#?}");
+    }
+    let slot = ps.iter().find(|p| p.field == "replication.slot").unwrap();
+    assert!(slot.message.contains("\"Pg-Slot\""), "{}", slot.message);
+}
+
+#[test]
+fn exactly_one_master_and_every_role_present() {
+    let t = with(|v| v["nodes"][1]["role"] = "master".into());
+    let ps = problems(&t);
+    let msgs: Vec<&str> = ps.iter().map(|p| p.message.as_str()).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("2 nodes have role master")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("no node has role slave")),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn duplicate_names_roles_and_slots_are_refused() {
+    let t = with(|v| {
+        v["nodes"][1]["name"] = "master".into();
+        v["barman"]["slot"] = "pg_slot_1".into();
+        v["barman"]["user"] = "streaming_user".into();
+    });
+    let f = problems(&t)
+        .into_iter()
+        .map(|p| p.field)
+        .collect::<Vec<_>>();
+    assert!(f.contains(&"nodes[1].name".to_string()), "{f:?}");
+    assert!(f.contains(&"barman.slot".to_string()), "{f:?}");
+    assert!(f.contains(&"barman.user".to_string()), "{f:?}");
+}
+
+#[test]
+fn addresses_must_share_the_subnet_and_version_must_be_known() {
+    let t = with(|v| {
+        v["nodes"][2]["address"] = "10.1.1.1".into();
+        v["version"] = 2.into();
+    });
+    let f = problems(&t)
+        .into_iter()
+        .map(|p| p.field)
+        .collect::<Vec<_>>();
+    assert!(
+        f.contains(&"nodes".to_string()) && f.contains(&"version".to_string()),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn major_is_auto_or_a_supported_number() {
+    let ok = with(|v| v["postgresql"]["major"] = 17.into());
+    let c = Cluster::parse(&ok, "t").unwrap();
+    assert_eq!(
+        c.postgresql.major,
+        MajorSpec::Fixed(PgMajor::new(17).unwrap())
+    );
+    for bad in [
+        serde_json::json!(9),
+        serde_json::json!("latest"),
+        serde_json::json!(18),
+    ] {
+        let t = with(|v| v["postgresql"]["major"] = bad.clone());
+        assert_eq!(fields(&problems(&t)), ["postgresql.major"], "{bad}");
+    }
+}
+
+#[test]
+fn wrong_types_and_bad_json_are_errors_not_panics() {
+    let t = with(|v| v["postgresql"]["port"] = "5432".into());
+    assert!(problems(&t)[0].message.contains("invalid type"));
+    assert_eq!(problems("{")[0].field, "(file)");
+}
+
+#[test]
+fn retention_and_schedule_grammar() {
+    assert!(is_retention_policy("REDUNDANCY 2"));
+    assert!(is_retention_policy("recovery window of 4 weeks"));
+    assert!(!is_retention_policy("RECOVERY WINDOW OF 0 DAYS"));
+    assert!(is_cron_schedule("*/15 2-4 * * 1,3"));
+    assert!(!is_cron_schedule("@daily"));
+    assert!(!is_cron_schedule("0 3 * * * rm -rf /"));
+}

@@ -1,0 +1,284 @@
+//! The one place that runs processes. A [`Cmd`] is data first (program, arguments, environment,
+//! user, stdin) and prints itself shell-quoted, so plans, logs and errors show exactly what runs.
+//! Secret values (passwords in the environment, SQL on stdin) are never part of that text and
+//! never in argv.
+
+use std::fmt;
+use std::path::Path;
+
+/// How a command failed. "Not found", "could not start" and "exited non-zero" stay apart.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    /// The program is not installed (or not on PATH).
+    #[error("command not found: {program} (needed for: {cmd})")]
+    NotFound { program: String, cmd: String },
+    /// The program exists but could not be started.
+    #[error("could not start `{cmd}`")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The program ran and exited unsuccessfully.
+    #[error("`{cmd}` exited with status {status}; stderr tail:\n{stderr}")]
+    Failed {
+        cmd: String,
+        status: i32,
+        stderr: String,
+    },
+}
+
+/// A captured run of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Exit status (-1 when killed by a signal).
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// True when the command exited 0.
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// A command as data.
+#[derive(Clone, Default)]
+pub struct Cmd {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String, bool)>,
+    user: Option<String>,
+    stdin: Option<(Vec<u8>, bool)>,
+}
+
+impl Cmd {
+    /// A command running `program` (a name resolved on PATH, or an absolute path).
+    pub fn new(program: impl Into<String>) -> Self {
+        Cmd {
+            program: program.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Adds several arguments.
+    pub fn args<I, S>(mut self, a: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable shown in the printed command.
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.env.push((k.to_string(), v.into(), false));
+        self
+    }
+
+    /// Sets an environment variable whose value is secret (printed as `***`).
+    pub fn env_secret(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.env.push((k.to_string(), v.into(), true));
+        self
+    }
+
+    /// Runs the command as another user (via `runuser`, which needs root).
+    pub fn user(mut self, u: &str) -> Self {
+        self.user = Some(u.to_string());
+        self
+    }
+
+    /// Feeds `data` on stdin; shown in the printed command as `<<stdin`.
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some((data.into(), false));
+        self
+    }
+
+    /// Feeds secret `data` on stdin; shown as `<<secret stdin`.
+    pub fn stdin_secret(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some((data.into(), true));
+        self
+    }
+
+    /// The program this command runs (before `runuser` wrapping).
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Resolves the program: absolute paths must exist, names must be on PATH.
+    pub fn resolve(&self) -> Result<String, CmdError> {
+        let not_found = || CmdError::NotFound {
+            program: self.program.clone(),
+            cmd: self.to_string(),
+        };
+        if self.program.contains('/') {
+            return if Path::new(&self.program).exists() {
+                Ok(self.program.clone())
+            } else {
+                Err(not_found())
+            };
+        }
+        which::which(&self.program)
+            .map(|p| p.to_string_lossy().into_owned())
+            .map_err(|_| not_found())
+    }
+
+    /// Runs and captures; a non-zero exit is returned as an [`Output`], not an error.
+    /// Errors only when the program is missing or cannot start. Use for probes whose
+    /// "no" is a documented exit status.
+    pub fn probe(&self) -> Result<Output, CmdError> {
+        let program = self.resolve()?;
+        let (prog, args) = match &self.user {
+            Some(u) => {
+                let mut a = vec!["-u".to_string(), u.clone(), "--".to_string(), program];
+                a.extend(self.args.iter().cloned());
+                ("runuser".to_string(), a)
+            }
+            None => (program, self.args.clone()),
+        };
+        let mut e = duct::cmd(prog, args)
+            .env("LC_ALL", "C")
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+        for (k, v, _) in &self.env {
+            e = e.env(k, v);
+        }
+        e = match &self.stdin {
+            Some((d, _)) => e.stdin_bytes(d.clone()),
+            None => e.stdin_null(),
+        };
+        let out = e.run().map_err(|source| CmdError::Spawn {
+            cmd: self.to_string(),
+            source,
+        })?;
+        Ok(Output {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs and captures; a non-zero exit is an error carrying the command and stderr tail.
+    pub fn run(&self) -> Result<Output, CmdError> {
+        let out = self.probe()?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(CmdError::Failed {
+                cmd: self.to_string(),
+                status: out.status,
+                stderr: tail(&out.stderr, &out.stdout, 15),
+            })
+        }
+    }
+}
+
+/// The last `n` lines of stderr (or of stdout when stderr is empty).
+fn tail(stderr: &str, stdout: &str, n: usize) -> String {
+    let src = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    let lines: Vec<&str> = src.trim_end().lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Quotes a word for a POSIX shell when needed.
+pub fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut words = Vec::new();
+        if let Some(u) = &self.user {
+            words.extend(["runuser", "-u", u.as_str(), "--"].map(String::from));
+        }
+        for (k, v, secret) in &self.env {
+            let v = if *secret { "***" } else { v.as_str() };
+            words.push(format!("{k}={}", shell_quote(v)));
+        }
+        words.push(shell_quote(&self.program));
+        words.extend(self.args.iter().map(|a| shell_quote(a)));
+        write!(f, "{}", words.join(" "))?;
+        match &self.stdin {
+            Some((_, true)) => write!(f, " <<secret stdin"),
+            Some((_, false)) => write!(f, " <<stdin"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cmd({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_and_hides_secrets() {
+        let c = Cmd::new("psql")
+            .args(["-c", "select 1"])
+            .env_secret("PGPASSWORD", "hunter2")
+            .user("postgres")
+            .stdin_secret("ALTER ROLE x PASSWORD 'hunter2'");
+        let s = c.to_string();
+        assert_eq!(
+            s,
+            "runuser -u postgres -- PGPASSWORD='***' psql -c 'select 1' <<secret stdin"
+        );
+        assert!(!s.contains("hunter2"));
+    }
+
+    #[test]
+    fn not_found_is_distinct_from_failure() {
+        let e = Cmd::new("pgnode-no-such-program-xyz").run().unwrap_err();
+        assert!(matches!(e, CmdError::NotFound { .. }), "{e}");
+        let e = Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]).run();
+        match e {
+            Err(CmdError::Failed {
+                status,
+                stderr,
+                cmd,
+            }) => {
+                assert_eq!(status, 3);
+                assert!(stderr.contains("boom"));
+                assert_eq!(cmd, "sh -c 'echo boom >&2; exit 3'");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn probe_returns_documented_no_as_output() {
+        let o = Cmd::new("sh").args(["-c", "exit 1"]).probe().unwrap();
+        assert_eq!(o.status, 1);
+        let o = Cmd::new("cat").stdin("abc").probe().unwrap();
+        assert_eq!(o.stdout, "abc");
+    }
+}

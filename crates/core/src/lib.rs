@@ -1,0 +1,22 @@
+//! Shared core of pgnode: the validated config model, host facts, the step runner and its
+//! report, the one module that runs commands, the one module that writes files, secrets and
+//! the embedded template registry. Role crates build lists of steps out of these pieces.
+
+pub mod config;
+pub mod ctx;
+pub mod diff;
+pub mod error;
+pub mod exec;
+pub mod files;
+pub mod pg;
+pub mod render;
+pub mod secrets;
+pub mod status;
+pub mod step;
+pub mod system;
+pub mod templates;
+pub mod wait;
+
+pub use ctx::Ctx;
+pub use error::Error;
+pub use step::{Check, Report, Step};

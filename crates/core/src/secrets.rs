@@ -1,0 +1,304 @@
+//! Generated secrets: role passwords and two SSH key pairs (the key `archive_command` uses on the
+//! primary, and the backup node's host key, pinned in the primary's known_hosts).
+//!
+//! They live in `secrets.json` beside the config (git-ignored, mode 0600). The file is created
+//! without races: it is written completely under a temporary name and then hard-linked into
+//! place, which fails if another node got there first, in which case that node's set is used.
+//! Secrets are never printed, never logged and never put on a command line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+
+/// An SSH key pair in OpenSSH format.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPair {
+    pub private: String,
+    pub public: String,
+}
+
+/// The secrets of one cluster.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    pub version: u32,
+    /// Password of each PostgreSQL role pgnode creates, by role name.
+    pub passwords: BTreeMap<String, String>,
+    /// Used by the primary's postgres user to run barman-wal-archive on the backup node.
+    pub archive_ssh_key: KeyPair,
+    /// The backup node's SSH host key, pinned on the primary.
+    pub backup_host_key: KeyPair,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Secrets(<{} passwords, 2 key pairs redacted>)",
+            self.passwords.len()
+        )
+    }
+}
+
+impl Secrets {
+    /// The password of `user`.
+    ///
+    /// Errors: [`Error::Secrets`] when the file has none for that role.
+    pub fn password(&self, user: &str, path: &Path) -> Result<&str> {
+        self.passwords.get(user).map(String::as_str).ok_or_else(|| Error::Secrets {
+            path: path.to_path_buf(),
+            message: format!("no password for role {user:?} (was the role renamed in the config? add it or move the file aside to regenerate all secrets)"),
+        })
+    }
+
+    /// Placeholder secrets for `--dry-run` before the real ones exist.
+    pub fn placeholder(users: &[&str]) -> Secrets {
+        let p = |s: &str| format!("<{s} generated on first run>");
+        Secrets {
+            version: 1,
+            passwords: users
+                .iter()
+                .map(|u| (u.to_string(), p("password")))
+                .collect(),
+            archive_ssh_key: KeyPair {
+                private: p("private key"),
+                public: p("ssh-ed25519 public key"),
+            },
+            backup_host_key: KeyPair {
+                private: p("private key"),
+                public: p("ssh-ed25519 public key"),
+            },
+        }
+    }
+}
+
+/// The secrets path that belongs to a config path: `secrets.json` in the same directory.
+pub fn path_for(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("secrets.json")
+}
+
+/// Reads the secrets file if it exists.
+///
+/// Errors: [`Error::Secrets`] when it is readable by others, unparsable or incomplete.
+pub fn load(path: &Path, users: &[&str]) -> Result<Option<Secrets>> {
+    let bad = |message: String| Error::Secrets {
+        path: path.to_path_buf(),
+        message,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(bad(format!(
+            "mode is {mode:04o}; it holds passwords and keys and must be 0600 (chmod 600 it)"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let s: Secrets =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a pgnode secrets file: {e}")))?;
+    if s.version != 1 {
+        return Err(bad(format!("unsupported version {}", s.version)));
+    }
+    for u in users {
+        s.password(u, path)?;
+    }
+    Ok(Some(s))
+}
+
+/// Loads the secrets, generating and publishing them first if nobody has yet.
+/// Returns the secrets and whether this call created them.
+///
+/// Errors: [`Error::Secrets`]/[`Error::Write`] naming the file; ssh-keygen failures.
+pub fn load_or_create(path: &Path, users: &[&str]) -> Result<(Secrets, bool)> {
+    if let Some(s) = load(path, users)? {
+        return Ok((s, false));
+    }
+    let fresh = generate(users, path)?;
+    let werr = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Guests share the config directory and may have equal PIDs: the name must be random.
+    let tmp = dir.join(format!(
+        ".secrets.json.{}.tmp",
+        crate::files::unique_suffix()
+    ));
+    let publish = (|| -> std::io::Result<bool> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let json = serde_json::to_string_pretty(&fresh).map_err(std::io::Error::other)?;
+        f.write_all(json.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        // link() is atomic and fails if the name exists: the first node to publish wins.
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    if publish.map_err(werr)? {
+        return Ok((fresh, true));
+    }
+    let s = load(path, users)?.ok_or_else(|| Error::Secrets {
+        path: path.to_path_buf(),
+        message: "vanished while being read".into(),
+    })?;
+    Ok((s, false))
+}
+
+fn generate(users: &[&str], path: &Path) -> Result<Secrets> {
+    let mut passwords = BTreeMap::new();
+    for u in users {
+        passwords.insert(u.to_string(), random_password(path)?);
+    }
+    Ok(Secrets {
+        version: 1,
+        passwords,
+        archive_ssh_key: ssh_keypair("pgnode archive_command (postgres@master)")?,
+        backup_host_key: ssh_keypair("pgnode backup host key")?,
+    })
+}
+
+/// 32 characters from [A-Za-z0-9]: safe in .pgpass, conninfo strings and SQL literals alike.
+fn random_password(path: &Path) -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut f = std::fs::File::open("/dev/urandom").map_err(|source| Error::Read {
+        path: "/dev/urandom".into(),
+        source,
+    })?;
+    let mut out = String::new();
+    let mut buf = [0u8; 64];
+    while out.len() < 32 {
+        f.read_exact(&mut buf).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // Rejection sampling keeps the distribution uniform (248 = 4 * 62).
+        out.extend(
+            buf.iter()
+                .filter(|b| **b < 248)
+                .map(|b| ALPHABET[(*b % 62) as usize] as char),
+        );
+    }
+    out.truncate(32);
+    Ok(out)
+}
+
+fn ssh_keypair(comment: &str) -> Result<KeyPair> {
+    let dir = std::env::temp_dir().join(format!("pgnode-keygen-{}", crate::files::unique_suffix()));
+    let werr = |source| Error::Write {
+        path: dir.clone(),
+        source,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(werr)?;
+    let key = dir.join("key");
+    let result = Cmd::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(key.to_string_lossy())
+        .run()
+        .map_err(Error::from)
+        .and_then(|_| {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).map_err(|source| Error::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            };
+            Ok(KeyPair {
+                private: read(&key)?,
+                public: read(&dir.join("key.pub"))?.trim().to_string(),
+            })
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pgnode-secrets-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn passwords_are_random_and_safe() {
+        let a = random_password(Path::new("x")).unwrap();
+        let b = random_password(Path::new("x")).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn first_writer_wins_and_file_is_0600() {
+        if which::which("ssh-keygen").is_err() {
+            eprintln!("skipping: ssh-keygen not installed");
+            return;
+        }
+        let d = dir("race");
+        let p = d.join("secrets.json");
+        let users = ["streaming_user", "barman"];
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || load_or_create(&p, &users).unwrap())
+            })
+            .collect();
+        let results: Vec<(Secrets, bool)> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
+        assert!(
+            results.windows(2).all(|w| w[0].0 == w[1].0),
+            "different secret sets"
+        );
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1, "temp files left");
+        let s = &results[0].0;
+        assert!(s.archive_ssh_key.public.starts_with("ssh-ed25519 "));
+        assert!(!format!("{s:?}").contains(&s.passwords["barman"]));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load(&p, &users).unwrap_err().to_string();
+        assert!(e.contains("must be 0600"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = load(&p, &["someone_else"]).unwrap_err().to_string();
+        assert!(e.contains("no password for role \"someone_else\""), "{e}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

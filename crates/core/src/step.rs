@@ -1,0 +1,392 @@
+//! Steps and the runner. A step is a description, a side-effect-free check ("ok" or "needs
+//! change: why") and an apply. The runner checks, applies only what needs it, re-checks that the
+//! apply converged, records ok / changed / failed and stops at the first failure. `--dry-run`
+//! is the same runner with apply skipped: never a second implementation.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::files::{self, FileSpec, FileState};
+use crate::Ctx;
+
+/// The outcome of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Ok,
+    Needs(String),
+}
+
+/// Whether a step changes the node or only verifies (and may wait for) a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Change,
+    Verify,
+}
+
+type CheckFn<'a> = Box<dyn Fn() -> Result<Check> + 'a>;
+type ApplyFn<'a> = Box<dyn Fn() -> Result<()> + 'a>;
+type PreviewFn<'a> = Box<dyn Fn() -> Result<String> + 'a>;
+
+/// One step of a role.
+pub struct Step<'a> {
+    pub name: String,
+    pub kind: Kind,
+    check: CheckFn<'a>,
+    apply: ApplyFn<'a>,
+    preview: Option<PreviewFn<'a>>,
+}
+
+impl<'a> Step<'a> {
+    /// A step that changes the node when its check says so.
+    pub fn change(
+        name: impl Into<String>,
+        check: impl Fn() -> Result<Check> + 'a,
+        apply: impl Fn() -> Result<()> + 'a,
+    ) -> Self {
+        Step {
+            name: name.into(),
+            kind: Kind::Change,
+            check: Box::new(check),
+            apply: Box::new(apply),
+            preview: None,
+        }
+    }
+
+    /// A step that verifies a condition; its "apply" waits (bounded) for the condition or fails.
+    /// It never counts as a change.
+    pub fn verify(
+        name: impl Into<String>,
+        check: impl Fn() -> Result<Check> + 'a,
+        wait: impl Fn() -> Result<()> + 'a,
+    ) -> Self {
+        Step {
+            name: name.into(),
+            kind: Kind::Verify,
+            check: Box::new(check),
+            apply: Box::new(wait),
+            preview: None,
+        }
+    }
+
+    /// A step converging one file; its dry-run preview is a diff (never for secret files).
+    pub fn file(ctx: &'a Ctx, spec: FileSpec) -> Self {
+        let spec = std::rc::Rc::new(spec);
+        let (s1, s2, s3) = (spec.clone(), spec.clone(), spec.clone());
+        let mut step = Step::change(
+            format!("file {}", spec.path.display()),
+            move || {
+                Ok(match files::inspect(&ctx.root, &s1, true)? {
+                    FileState::Same => Check::Ok,
+                    FileState::Missing => Check::Needs("missing".into()),
+                    FileState::Differs { what, .. } => {
+                        Check::Needs(format!("{} differ", what.join(", ")))
+                    }
+                })
+            },
+            move || files::write(&ctx.root, &s2, true).map(|_| ()),
+        );
+        step.preview = Some(Box::new(move || {
+            let old = match files::inspect(&ctx.root, &s3, false)? {
+                FileState::Differs { old, .. } => old,
+                _ => Vec::new(),
+            };
+            Ok(if s3.secret {
+                "  (secret content not shown)\n".to_string()
+            } else {
+                crate::diff::line_diff(
+                    &String::from_utf8_lossy(&old),
+                    &String::from_utf8_lossy(&s3.content),
+                )
+            })
+        }));
+        step
+    }
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    /// A verify step that had to wait for its condition.
+    Waited(String),
+    Changed(String),
+    /// Dry run: would change; the detail holds why and the diff.
+    WouldChange(String),
+    /// Dry run: cannot be checked before earlier changes are applied.
+    Unknown(String),
+    Failed(String),
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub step: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub seconds: f64,
+}
+
+/// The report of a run, like Ansible's recap.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub entries: Vec<Entry>,
+    pub seconds: f64,
+}
+
+impl Report {
+    fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.entries.iter().filter(|e| f(&e.outcome)).count()
+    }
+
+    /// Steps that changed (or would change, in a dry run).
+    pub fn changed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Changed(_) | Outcome::WouldChange(_)))
+    }
+
+    /// Steps that failed.
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed(_)))
+    }
+
+    /// Steps that were fine as they were.
+    pub fn ok(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Ok | Outcome::Waited(_)))
+    }
+
+    /// Steps a dry run could not check.
+    pub fn unknown(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Unknown(_)))
+    }
+
+    /// Whether the named step changed in this run.
+    pub fn did_change(&self, step: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.step == step && matches!(e.outcome, Outcome::Changed(_)))
+    }
+}
+
+/// Runs steps in order, printing each entry through `on_entry` as it completes.
+pub struct Runner<'p> {
+    pub dry_run: bool,
+    pub report: Report,
+    started: Instant,
+    on_entry: Box<dyn FnMut(&Entry) + 'p>,
+}
+
+impl<'p> Runner<'p> {
+    /// A runner; `on_entry` sees each entry as soon as it is recorded.
+    pub fn new(dry_run: bool, on_entry: impl FnMut(&Entry) + 'p) -> Self {
+        Runner {
+            dry_run,
+            report: Report::default(),
+            started: Instant::now(),
+            on_entry: Box::new(on_entry),
+        }
+    }
+
+    /// Runs `steps`; returns false (and stops) at the first failure.
+    pub fn run(&mut self, steps: Vec<Step<'_>>) -> bool {
+        for step in steps {
+            let t = Instant::now();
+            let outcome = self.one(&step);
+            let failed = matches!(outcome, Outcome::Failed(_));
+            let entry = Entry {
+                step: step.name,
+                outcome,
+                seconds: secs(t.elapsed()),
+            };
+            (self.on_entry)(&entry);
+            self.report.entries.push(entry);
+            self.report.seconds = secs(self.started.elapsed());
+            if failed {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn one(&self, step: &Step<'_>) -> Outcome {
+        let earlier_changes = self.report.changed() > 0 || self.report.unknown() > 0;
+        let why = match (step.check)() {
+            Ok(Check::Ok) => return Outcome::Ok,
+            Ok(Check::Needs(why)) => why,
+            // In a dry run a check may depend on a change not yet applied (a package, a file).
+            Err(e) if self.dry_run && earlier_changes => return Outcome::Unknown(chain(&e)),
+            Err(e) => return Outcome::Failed(chain(&e)),
+        };
+        if self.dry_run {
+            let preview = step
+                .preview
+                .as_ref()
+                .map(|p| p().unwrap_or_else(|e| chain(&e)))
+                .unwrap_or_default();
+            return match step.kind {
+                Kind::Verify => Outcome::Unknown(format!("would wait: {why}")),
+                Kind::Change => Outcome::WouldChange(if preview.is_empty() {
+                    why
+                } else {
+                    format!("{why}\n{preview}")
+                }),
+            };
+        }
+        if let Err(e) = (step.apply)() {
+            return Outcome::Failed(chain(&e));
+        }
+        match (step.check)() {
+            Ok(Check::Ok) if step.kind == Kind::Verify => Outcome::Waited(why),
+            Ok(Check::Ok) => Outcome::Changed(why),
+            Ok(Check::Needs(still)) => Outcome::Failed(chain(&Error::NotConverged(still))),
+            Err(e) => Outcome::Failed(chain(&e)),
+        }
+    }
+
+    /// The final recap line, parsed by the lab and the Ansible playbook.
+    pub fn recap(&self, role: &str) -> String {
+        let r = &self.report;
+        let mut s = format!(
+            "recap: role={role} ok={} changed={} failed={}",
+            r.ok(),
+            r.changed(),
+            r.failed()
+        );
+        if self.dry_run {
+            s.push_str(&format!(" unknown={} dry_run=true", r.unknown()));
+        }
+        s.push_str(&format!(" elapsed={:.1}s", secs(self.started.elapsed())));
+        s
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+/// An error and each of its causes, once each, `caused by:` between them.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(&format!("\n  caused by: {text}"));
+        }
+        src = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn applies_only_what_needs_it_and_rechecks() {
+        let state = Cell::new(false);
+        let applied = Cell::new(0);
+        let mut seen = Vec::new();
+        let mut r = Runner::new(false, |e: &Entry| seen.push(e.step.clone()));
+        let ok = r.run(vec![
+            Step::change(
+                "already fine",
+                || Ok(Check::Ok),
+                || panic!("must not apply"),
+            ),
+            Step::change(
+                "needs it",
+                || {
+                    Ok(if state.get() {
+                        Check::Ok
+                    } else {
+                        Check::Needs("off".into())
+                    })
+                },
+                || {
+                    applied.set(applied.get() + 1);
+                    state.set(true);
+                    Ok(())
+                },
+            ),
+        ]);
+        assert!(ok);
+        assert_eq!(
+            (r.report.ok(), r.report.changed(), r.report.failed()),
+            (1, 1, 0)
+        );
+        assert_eq!(applied.get(), 1);
+        assert!(r
+            .recap("master")
+            .starts_with("recap: role=master ok=1 changed=1 failed=0 elapsed="));
+        drop(r);
+        assert_eq!(seen, ["already fine", "needs it"]);
+    }
+
+    #[test]
+    fn stops_at_first_failure_and_catches_non_convergence() {
+        let mut r = Runner::new(false, |_: &Entry| {});
+        let ok = r.run(vec![
+            Step::change("lies", || Ok(Check::Needs("x".into())), || Ok(())),
+            Step::change("never reached", || panic!("ran after failure"), || Ok(())),
+        ]);
+        assert!(!ok);
+        assert_eq!(r.report.failed(), 1);
+        match &r.report.entries[0].outcome {
+            Outcome::Failed(m) => assert!(m.contains("did not converge"), "{m}"),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn dry_run_never_applies_and_marks_dependent_checks_unknown() {
+        let mut r = Runner::new(true, |_: &Entry| {});
+        r.run(vec![
+            Step::change(
+                "install",
+                || Ok(Check::Needs("missing".into())),
+                || panic!("applied in dry run"),
+            ),
+            Step::change(
+                "depends",
+                || Err(Error::Refused("no psql yet".into())),
+                || panic!("applied"),
+            ),
+            Step::verify(
+                "wait",
+                || Ok(Check::Needs("not up".into())),
+                || panic!("waited in dry run"),
+            ),
+        ]);
+        let o: Vec<_> = r.report.entries.iter().map(|e| e.outcome.clone()).collect();
+        assert!(matches!(o[0], Outcome::WouldChange(_)));
+        assert!(matches!(o[1], Outcome::Unknown(_)));
+        assert!(matches!(o[2], Outcome::Unknown(_)));
+        assert!(r
+            .recap("slave")
+            .contains("changed=1 failed=0 unknown=2 dry_run=true"));
+    }
+
+    #[test]
+    fn verify_that_waited_is_not_a_change() {
+        let up = Cell::new(false);
+        let mut r = Runner::new(false, |_: &Entry| {});
+        r.run(vec![Step::verify(
+            "master answers",
+            || {
+                Ok(if up.get() {
+                    Check::Ok
+                } else {
+                    Check::Needs("down".into())
+                })
+            },
+            || {
+                up.set(true);
+                Ok(())
+            },
+        )]);
+        assert_eq!((r.report.ok(), r.report.changed()), (1, 0));
+    }
+}
