@@ -174,11 +174,16 @@ impl Cmd {
         if out.success() {
             Ok(out)
         } else {
-            Err(CmdError::Failed {
-                cmd: self.to_string(),
-                status: out.status,
-                stderr: tail(&out.stderr, &out.stdout, 15),
-            })
+            Err(self.failure(&out))
+        }
+    }
+
+    /// The error for an unsuccessful run of this command (after [`Cmd::probe`]).
+    pub fn failure(&self, out: &Output) -> CmdError {
+        CmdError::Failed {
+            cmd: self.to_string(),
+            status: out.status,
+            stderr: tail(&out.stderr, &out.stdout, 15),
         }
     }
 }

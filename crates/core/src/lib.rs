@@ -2,12 +2,14 @@
 //! report, the one module that runs commands, the one module that writes files, secrets and
 //! the embedded template registry. Role crates build lists of steps out of these pieces.
 
+pub mod common;
 pub mod config;
 pub mod ctx;
 pub mod diff;
 pub mod error;
 pub mod exec;
 pub mod files;
+pub mod golden;
 pub mod pg;
 pub mod render;
 pub mod secrets;
@@ -18,5 +20,5 @@ pub mod templates;
 pub mod wait;
 
 pub use ctx::Ctx;
-pub use error::Error;
+pub use error::{Error, Result};
 pub use step::{Check, Report, Step};

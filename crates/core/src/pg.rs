@@ -1,1 +1,184 @@
+//! Talking to PostgreSQL: psql as the local `postgres` superuser over the socket (peer auth),
+//! psql to a remote node with a passfile, `pg_lsclusters` and `pg_controldata`. SQL always
+//! travels on stdin, so neither statements nor passwords appear in argv.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+use crate::Ctx;
+
+/// Field separator for psql's unaligned output (a control character no value contains).
+const SEP: &str = "\u{1f}";
+
+fn psql_args(cmd: Cmd) -> Cmd {
+    cmd.args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-F",
+        SEP,
+        "-f",
+        "-",
+    ])
+}
+
+/// psql as the local superuser `postgres` on the local cluster.
+pub fn local(ctx: &Ctx, sql: &str) -> Cmd {
+    psql_args(Cmd::new("psql").user("postgres").args([
+        "-p",
+        &ctx.port().to_string(),
+        "-d",
+        "postgres",
+    ]))
+    .stdin(sql)
+}
+
+/// psql to a conninfo string as an OS user whose passfile holds the password.
+pub fn remote(os_user: &str, conninfo: &str, passfile: &Path, sql: &str) -> Cmd {
+    psql_args(
+        Cmd::new("psql")
+            .user(os_user)
+            .env("PGPASSFILE", passfile.to_string_lossy())
+            .env("PGCONNECT_TIMEOUT", "5")
+            .args(["-d", conninfo]),
+    )
+    .stdin(sql)
+}
+
+/// Splits psql unaligned output into rows of fields.
+pub fn rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(SEP).map(String::from).collect())
+        .collect()
+}
+
+/// Runs a query and returns its rows.
+///
+/// Errors: the psql command with its stderr tail.
+pub fn query(cmd: &Cmd) -> Result<Vec<Vec<String>>> {
+    Ok(rows(&cmd.run()?.stdout))
+}
+
+/// Runs a query expected to return exactly one value.
+///
+/// Errors: psql's failure, or [`Error::Parse`] when not exactly one value came back.
+pub fn scalar(cmd: &Cmd) -> Result<String> {
+    let r = query(cmd)?;
+    match r.as_slice() {
+        [row] if row.len() == 1 => Ok(row[0].clone()),
+        _ => Err(Error::Parse {
+            what: cmd.to_string(),
+            detail: format!("expected one value, got {r:?}"),
+        }),
+    }
+}
+
+/// Whether the local server accepts connections (`pg_isready`; its non-zero exit is a "no").
+pub fn local_ready(ctx: &Ctx) -> Result<bool> {
+    let out = Cmd::new(ctx.bin("pg_isready"))
+        .args([
+            "-q",
+            "-h",
+            "/var/run/postgresql",
+            "-p",
+            &ctx.port().to_string(),
+        ])
+        .probe()?;
+    Ok(out.success())
+}
+
+/// Whether a remote server answers (`pg_isready` needs no password).
+pub fn remote_ready(host: &str, port: u16) -> Result<(bool, String)> {
+    let out = Cmd::new("pg_isready")
+        .args(["-h", host, "-p", &port.to_string(), "-t", "5"])
+        .probe()?;
+    Ok((out.success(), out.stdout.trim().to_string()))
+}
+
+/// One line of `pg_lsclusters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterLine {
+    pub version: String,
+    pub name: String,
+    pub port: u16,
+    pub status: String,
+    pub data_dir: String,
+}
+
+/// Parses `pg_lsclusters -h` output.
+pub fn parse_lsclusters(out: &str) -> Vec<ClusterLine> {
+    out.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() < 6 {
+                return None;
+            }
+            Some(ClusterLine {
+                version: w[0].into(),
+                name: w[1].into(),
+                port: w[2].parse().ok()?,
+                status: w[3].into(),
+                data_dir: w[5].into(),
+            })
+        })
+        .collect()
+}
+
+/// The local clusters (empty when postgresql-common is not installed yet).
+pub fn clusters() -> Result<Vec<ClusterLine>> {
+    let c = Cmd::new("pg_lsclusters").arg("-h");
+    if c.resolve().is_err() {
+        return Ok(Vec::new());
+    }
+    Ok(parse_lsclusters(&c.run()?.stdout))
+}
+
+/// `pg_controldata` of a data directory as key/value pairs.
+///
+/// Errors: the command's failure (e.g. not a data directory).
+pub fn controldata(ctx: &Ctx, data_dir: &Path) -> Result<BTreeMap<String, String>> {
+    let out = Cmd::new(ctx.bin("pg_controldata"))
+        .user("postgres")
+        .arg(data_dir.to_string_lossy())
+        .run()?;
+    Ok(parse_controldata(&out.stdout))
+}
+
+/// Parses `pg_controldata` output (run with LC_ALL=C).
+pub fn parse_controldata(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tools_output() {
+        let ls = "15  main    5432 online postgres /var/lib/postgresql/15/main /var/log/postgresql/postgresql-15-main.log\n15 other 5433 down,recovery postgres /srv/x /log\n";
+        let c = parse_lsclusters(ls);
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            (c[0].port, c[0].status.as_str(), c[0].data_dir.as_str()),
+            (5432, "online", "/var/lib/postgresql/15/main")
+        );
+        assert_eq!(c[1].status, "down,recovery");
+        let cd = parse_controldata("pg_control version number:            1300\nDatabase system identifier:           7312345678901234567\nDatabase cluster state:               in production\n");
+        assert_eq!(cd["Database system identifier"], "7312345678901234567");
+        assert_eq!(cd["Database cluster state"], "in production");
+        assert_eq!(
+            rows("a\u{1f}b\n\nc\u{1f}\n"),
+            vec![vec!["a", "b"], vec!["c", ""]]
+        );
+    }
+}

@@ -67,9 +67,11 @@ pub fn default_major(id: &str, version: &str) -> Result<PgMajor> {
         ("debian", "13") => 17,
         ("ubuntu", "22.04") => 14,
         ("ubuntu", "24.04") => 16,
-        _ => return Err(Error::Refused(format!(
+        _ => {
+            return Err(Error::Refused(format!(
             "cannot pick a PostgreSQL major for {id} {version}: set postgresql.major in the config"
-        ))),
+        )))
+        }
     };
     Ok(PgMajor::new(m).expect("table holds supported majors"))
 }

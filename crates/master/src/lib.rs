@@ -1,1 +1,98 @@
-//! master
+//! The master (primary) role: PostgreSQL from Debian's archive, replication settings, pg_hba
+//! lines per host and user, roles with SCRAM passwords, Barman's least-privilege grants, the
+//! slots, and the SSH key archive_command uses to reach the backup node.
+
+use pgnode_core::common;
+use pgnode_core::config::Role;
+use pgnode_core::ctx::POSTGRES_HOME;
+use pgnode_core::files::FileSpec;
+use pgnode_core::templates::Templates;
+use pgnode_core::{render, Ctx, Result, Step};
+
+mod sql;
+pub mod status;
+
+/// Packages the primary needs: the server, and barman-cli for `barman-wal-archive`.
+pub fn packages(ctx: &Ctx) -> Vec<String> {
+    let m = ctx.major;
+    vec![
+        format!("postgresql-{m}"),
+        format!("postgresql-client-{m}"),
+        "barman-cli".into(),
+        "openssh-client".into(),
+    ]
+}
+
+/// Steps that must run before files can be rendered: packages and secrets.
+pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
+    vec![common::packages(ctx, packages(ctx)), common::secrets(ctx)]
+}
+
+/// Every file the primary owns, rendered before any is written.
+///
+/// Errors: a template or secrets failure.
+pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
+    let data = render::data(ctx)?;
+    let conf = ctx.conf_dir();
+    let ssh = format!("{POSTGRES_HOME}/.ssh");
+    let keys = &ctx.secrets()?.archive_ssh_key;
+    Ok(vec![
+        FileSpec::new(
+            conf.join("conf.d/pgnode.conf"),
+            t.render("postgresql.conf", &data)?,
+            "postgres",
+            0o644,
+        ),
+        FileSpec::new(
+            conf.join("pg_hba.conf"),
+            t.render("pg_hba.conf", &data)?,
+            "postgres",
+            0o640,
+        ),
+        FileSpec::new(
+            format!("{ssh}/id_ed25519"),
+            keys.private.clone(),
+            "postgres",
+            0o600,
+        )
+        .dir_mode(0o700)
+        .secret(),
+        FileSpec::new(
+            format!("{ssh}/id_ed25519.pub"),
+            format!("{}\n", keys.public),
+            "postgres",
+            0o644,
+        )
+        .dir_mode(0o700),
+        FileSpec::new(
+            format!("{ssh}/known_hosts"),
+            t.render("known_hosts", &data)?,
+            "postgres",
+            0o644,
+        )
+        .dir_mode(0o700),
+    ])
+}
+
+/// The converge steps after [`prepare`].
+///
+/// Errors: rendering failures (before anything is written).
+pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
+    debug_assert_eq!(ctx.role, Role::Master);
+    let mut steps = vec![common::pg_cluster(ctx)];
+    steps.extend(files(ctx, t)?.into_iter().map(|f| Step::file(ctx, f)));
+    steps.push(common::service(ctx.service()));
+    steps.push(common::pg_ready(ctx));
+    steps.push(common::pg_settings_loaded(ctx));
+    let c = &ctx.cluster;
+    steps.push(sql::role(ctx, c.replication.user.as_str(), true));
+    steps.push(sql::role(ctx, c.barman.streaming_user.as_str(), true));
+    steps.push(sql::role(ctx, c.barman.user.as_str(), false));
+    steps.push(sql::barman_grants(ctx));
+    steps.push(sql::slot(ctx, c.replication.slot.as_str()));
+    steps.push(sql::slot(ctx, c.barman.slot.as_str()));
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests;

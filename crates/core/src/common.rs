@@ -1,0 +1,234 @@
+//! Steps more than one role uses: packages, secrets, the Debian cluster, services, and making
+//! PostgreSQL load what its files say (reload, or restart only when `pending_restart` says so).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+use crate::step::{Check, Step};
+use crate::{pg, secrets, system, wait, Ctx};
+
+/// Installs `packages` from the distribution's archive when any is missing.
+pub fn packages(ctx: &Ctx, packages: Vec<String>) -> Step<'_> {
+    let _ = ctx;
+    let list = packages.join(" ");
+    let (p1, p2) = (packages.clone(), packages);
+    Step::change(
+        format!("packages {list}"),
+        move || {
+            let missing = system::missing_packages(&p1)?;
+            Ok(if missing.is_empty() {
+                Check::Ok
+            } else {
+                Check::Needs(format!("not installed: {}", missing.join(" ")))
+            })
+        },
+        move || system::apt_install(&system::missing_packages(&p2)?),
+    )
+}
+
+/// Loads the cluster's secrets, generating them if no node has yet.
+pub fn secrets(ctx: &Ctx) -> Step<'_> {
+    Step::change(
+        format!("secrets {}", ctx.secrets_path().display()),
+        move || {
+            Ok(match secrets::load(&ctx.secrets_path(), &ctx.users())? {
+                Some(s) => {
+                    ctx.set_secrets(s);
+                    Check::Ok
+                }
+                None => Check::Needs("not generated yet".into()),
+            })
+        },
+        move || {
+            let (s, _) = secrets::load_or_create(&ctx.secrets_path(), &ctx.users())?;
+            ctx.set_secrets(s);
+            Ok(())
+        },
+    )
+}
+
+/// Debian's cluster `<major>/main` exists (the package creates it; recreated if dropped).
+pub fn pg_cluster(ctx: &Ctx) -> Step<'_> {
+    let major = ctx.major.to_string();
+    Step::change(
+        format!("cluster {}/main exists", ctx.major),
+        move || {
+            let found = pg::clusters()?
+                .into_iter()
+                .any(|c| c.version == major && c.name == "main");
+            Ok(if found {
+                Check::Ok
+            } else {
+                Check::Needs("pg_lsclusters does not list it".into())
+            })
+        },
+        move || {
+            Cmd::new("pg_createcluster")
+                .args([
+                    ctx.major.to_string().as_str(),
+                    "main",
+                    "--port",
+                    &ctx.port().to_string(),
+                ])
+                .run()?;
+            Ok(())
+        },
+    )
+}
+
+/// A systemd unit is enabled and running.
+pub fn service(unit: String) -> Step<'static> {
+    let u2 = unit.clone();
+    Step::change(
+        format!("service {unit} enabled and running"),
+        move || {
+            let (enabled, active) = (
+                system::service_enabled(&unit)?,
+                system::service_active(&unit)?,
+            );
+            Ok(match (enabled, active) {
+                (true, true) => Check::Ok,
+                (e, a) => Check::Needs(format!("enabled={e} active={a}")),
+            })
+        },
+        move || {
+            Cmd::new("systemctl").args(["enable", "--now", &u2]).run()?;
+            Ok(())
+        },
+    )
+}
+
+/// The local server is running and accepts connections (bounded wait).
+pub fn pg_ready(ctx: &Ctx) -> Step<'_> {
+    Step::verify(
+        "postgresql accepts connections",
+        move || {
+            Ok(if pg::local_ready(ctx)? {
+                Check::Ok
+            } else {
+                Check::Needs("pg_isready says no".into())
+            })
+        },
+        move || {
+            wait::until(
+                "the local PostgreSQL to accept connections",
+                Duration::from_secs(120),
+                Duration::from_secs(1),
+                || {
+                    Ok(if pg::local_ready(ctx)? {
+                        Ok(())
+                    } else {
+                        Err("pg_isready says no".into())
+                    })
+                },
+            )
+        },
+    )
+}
+
+/// Newest modification time of the files PostgreSQL reads its settings from.
+fn newest_conf_mtime(ctx: &Ctx) -> Result<f64> {
+    let dir = ctx.path(&ctx.conf_dir());
+    let mut files: Vec<PathBuf> = vec![dir.join("postgresql.conf"), dir.join("pg_hba.conf")];
+    if let Ok(rd) = std::fs::read_dir(dir.join("conf.d")) {
+        files.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    files.push(ctx.path(&ctx.data_dir()).join("postgresql.auto.conf"));
+    let mut newest = 0f64;
+    for f in files {
+        if let Ok(m) = std::fs::metadata(&f).and_then(|m| m.modified()) {
+            newest = newest.max(
+                m.duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
+        }
+    }
+    Ok(newest)
+}
+
+/// What the server has loaded compared with its files: (conf_load_time epoch, pending_restart names).
+fn loaded(ctx: &Ctx) -> Result<(f64, Vec<String>)> {
+    let rows = pg::query(&pg::local(ctx, "SELECT extract(epoch FROM pg_conf_load_time()), coalesce((SELECT string_agg(name, ',') FROM pg_settings WHERE pending_restart), '');"))?;
+    let row = rows.first().ok_or_else(|| Error::Parse {
+        what: "pg_conf_load_time()".into(),
+        detail: "no row".into(),
+    })?;
+    let t = row[0].parse::<f64>().map_err(|e| Error::Parse {
+        what: "pg_conf_load_time()".into(),
+        detail: e.to_string(),
+    })?;
+    let pending = row
+        .get(1)
+        .map(|s| {
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((t, pending))
+}
+
+/// PostgreSQL has loaded its config files: reload when a file is newer than the last load,
+/// restart only when a setting that needs it is pending (`pg_settings.pending_restart`).
+pub fn pg_settings_loaded(ctx: &Ctx) -> Step<'_> {
+    Step::change(
+        "postgresql runs with the settings in its files",
+        move || {
+            let (load_time, pending) = loaded(ctx)?;
+            Ok(if newest_conf_mtime(ctx)? > load_time {
+                Check::Needs("a config file changed since the last reload".into())
+            } else if !pending.is_empty() {
+                Check::Needs(format!("restart needed for: {}", pending.join(", ")))
+            } else {
+                Check::Ok
+            })
+        },
+        move || {
+            let newest = newest_conf_mtime(ctx)?;
+            if newest > loaded(ctx)?.0 {
+                system::systemctl("reload", &ctx.service())?;
+                wait::until(
+                    "PostgreSQL to reload its config",
+                    Duration::from_secs(60),
+                    Duration::from_millis(200),
+                    || {
+                        let t = loaded(ctx)?.0;
+                        Ok(if t >= newest {
+                            Ok(())
+                        } else {
+                            Err(format!("pg_conf_load_time {t} < file time {newest}"))
+                        })
+                    },
+                )?;
+            }
+            if !loaded(ctx)?.1.is_empty() {
+                system::systemctl("restart", &ctx.service())?;
+                wait::until(
+                    "PostgreSQL to come back after restart",
+                    Duration::from_secs(120),
+                    Duration::from_secs(1),
+                    || {
+                        Ok(if pg::local_ready(ctx)? {
+                            Ok(())
+                        } else {
+                            Err("pg_isready says no".into())
+                        })
+                    },
+                )?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Seconds since the epoch (for names of things set aside).
+pub fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}

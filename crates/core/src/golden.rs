@@ -1,0 +1,101 @@
+//! Golden files for rendered config: each role's tests render every file for a fixed cluster
+//! and fixed fake secrets and compare byte for byte with `crates/<role>/tests/golden/`.
+//! Regenerate after an intended change with `PGNODE_UPDATE_GOLDEN=1 cargo test`, then review
+//! the diff like any other change.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::{Cluster, PgMajor, Role};
+use crate::files::FileSpec;
+use crate::secrets::{KeyPair, Secrets};
+use crate::Ctx;
+
+/// A context for the shipped `config/cluster.json` with deterministic fake secrets.
+pub fn ctx(role: Role, major: u16) -> Ctx {
+    let text = include_str!("../../../config/cluster.json");
+    let cluster = Cluster::parse(text, "config/cluster.json").expect("shipped config is valid");
+    let major = PgMajor::new(major).expect("supported major");
+    let ctx = Ctx::with_major(
+        cluster,
+        role,
+        Path::new("/"),
+        Path::new("/vagrant/config/cluster.json"),
+        major,
+        false,
+    );
+    let passwords: BTreeMap<String, String> = ctx
+        .users()
+        .iter()
+        .map(|u| (u.to_string(), format!("FAKE{}", u.replace('_', ""))))
+        .collect();
+    let key = |n: &str| KeyPair {
+        private: format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-{n}\n-----END OPENSSH PRIVATE KEY-----\n"
+        ),
+        public: format!("ssh-ed25519 AAAAFAKE{n} pgnode {n}"),
+    };
+    ctx.set_secrets(Secrets {
+        version: 1,
+        passwords,
+        archive_ssh_key: key("archive"),
+        backup_host_key: key("hostkey"),
+    });
+    ctx
+}
+
+/// Compares rendered files with the golden directory `dir` (or rewrites it when
+/// `PGNODE_UPDATE_GOLDEN` is set). Panics with the first difference, as a test should.
+pub fn check(dir: &Path, files: &[FileSpec]) {
+    let update = std::env::var_os("PGNODE_UPDATE_GOLDEN").is_some();
+    if update {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("create golden dir");
+    }
+    let mut expected: Vec<String> = Vec::new();
+    for f in files {
+        let name = f
+            .path
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .replace('/', "__");
+        let meta = format!("# mode {:04o} owner {}:{}\n", f.mode, f.owner, f.group);
+        let body = [meta.as_bytes(), &f.content].concat();
+        let path = dir.join(&name);
+        expected.push(name.clone());
+        if update {
+            std::fs::write(&path, &body).expect("write golden file");
+            continue;
+        }
+        let want = std::fs::read(&path).unwrap_or_else(|_| {
+            panic!(
+                "missing golden file {} (PGNODE_UPDATE_GOLDEN=1 cargo test to create)",
+                path.display()
+            )
+        });
+        if want != body {
+            panic!(
+                "{} differs from its golden file {}:\n{}",
+                f.path.display(),
+                path.display(),
+                crate::diff::line_diff(
+                    &String::from_utf8_lossy(&want),
+                    &String::from_utf8_lossy(&body)
+                )
+            );
+        }
+    }
+    let mut present: Vec<String> = std::fs::read_dir(dir)
+        .expect("golden dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    expected.sort();
+    assert_eq!(
+        present,
+        expected,
+        "golden files in {} do not match the rendered file list",
+        dir.display()
+    );
+}

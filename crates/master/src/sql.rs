@@ -1,0 +1,187 @@
+//! SQL steps on the primary: roles, grants, slots. Each checks the catalogs first, so a rerun
+//! on a healthy primary changes nothing (re-creating a slot would even be an error).
+
+use pgnode_core::exec::Cmd;
+use pgnode_core::step::{Check, Step};
+use pgnode_core::{pg, Ctx, Error};
+
+/// A LOGIN role with a SCRAM password from the secrets; `replication` says whether it streams.
+/// The password is checked by logging in over loopback and set through psql's stdin.
+pub fn role<'a>(ctx: &'a Ctx, user: &'a str, replication: bool) -> Step<'a> {
+    Step::change(
+        format!(
+            "role {user} (login{}, scram-sha-256)",
+            if replication { ", replication" } else { "" }
+        ),
+        move || {
+            let q = format!(
+                "SELECT rolcanlogin, rolreplication, rolsuper, coalesce(rolpassword LIKE 'SCRAM-SHA-256$%', false) FROM pg_authid WHERE rolname = '{user}';"
+            );
+            let rows = pg::query(&pg::local(ctx, &q))?;
+            let want = vec![
+                "t".to_string(),
+                if replication { "t" } else { "f" }.to_string(),
+                "f".into(),
+                "t".into(),
+            ];
+            match rows.first() {
+                None => return Ok(Check::Needs("does not exist".into())),
+                Some(r) if *r != want => {
+                    return Ok(Check::Needs(format!(
+                        "attributes (login, replication, superuser, scram) are {r:?}"
+                    )))
+                }
+                _ => {}
+            }
+            let login = Cmd::new("psql")
+                .args([
+                    "-X",
+                    "-w",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &ctx.port().to_string(),
+                    "-U",
+                    user,
+                    "-d",
+                    "postgres",
+                    "-f",
+                    "-",
+                ])
+                .env_secret("PGPASSWORD", ctx.password(user)?)
+                .stdin("SELECT 1;")
+                .probe()?;
+            Ok(if login.success() {
+                Check::Ok
+            } else {
+                Check::Needs(format!("password login fails: {}", login.stderr.trim()))
+            })
+        },
+        move || {
+            let attrs = if replication {
+                "LOGIN REPLICATION"
+            } else {
+                "LOGIN NOREPLICATION"
+            };
+            // password_encryption is set in the session too: a role must never get an md5 hash.
+            let sql = format!(
+                "SET password_encryption = 'scram-sha-256';\n\
+                 SELECT 'CREATE ROLE {user}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}') \\gexec\n\
+                 ALTER ROLE {user} WITH {attrs} NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{}';\n",
+                ctx.password(user)?
+            );
+            pg::local(ctx, "").stdin_secret(sql).run()?;
+            Ok(())
+        },
+    )
+}
+
+/// What Barman needs without being a superuser, per PostgreSQL major.
+pub fn barman_privileges(major: u16) -> (Vec<&'static str>, Vec<&'static str>) {
+    let functions = if major >= 15 {
+        vec![
+            "pg_backup_start(text, boolean)",
+            "pg_backup_stop(boolean)",
+            "pg_switch_wal()",
+            "pg_create_restore_point(text)",
+        ]
+    } else {
+        vec![
+            "pg_start_backup(text, boolean, boolean)",
+            "pg_stop_backup()",
+            "pg_stop_backup(boolean, boolean)",
+            "pg_switch_wal()",
+            "pg_create_restore_point(text)",
+        ]
+    };
+    let mut roles = vec!["pg_read_all_settings", "pg_read_all_stats"];
+    if major >= 15 {
+        // Lets `barman switch-wal --force` issue its CHECKPOINT without superuser (15+).
+        roles.push("pg_checkpoint");
+    }
+    (functions, roles)
+}
+
+/// Barman's role gets the backup functions and monitoring roles, and nothing more.
+pub fn barman_grants(ctx: &Ctx) -> Step<'_> {
+    let user = ctx.cluster.barman.user.as_str();
+    let (functions, roles) = barman_privileges(ctx.major.get());
+    let mut checks: Vec<String> = functions
+        .iter()
+        .map(|f| format!("has_function_privilege('{user}', '{f}', 'EXECUTE')"))
+        .collect();
+    checks.extend(
+        roles
+            .iter()
+            .map(|r| format!("pg_has_role('{user}', '{r}', 'MEMBER')")),
+    );
+    let query = format!("SELECT {};", checks.join(", "));
+    let mut grants: Vec<String> = functions
+        .iter()
+        .map(|f| format!("GRANT EXECUTE ON FUNCTION {f} TO {user};"))
+        .collect();
+    grants.extend(roles.iter().map(|r| format!("GRANT {r} TO {user};")));
+    let grants = grants.join("\n");
+    let names: Vec<String> = functions
+        .iter()
+        .chain(roles.iter())
+        .map(|s| s.to_string())
+        .collect();
+    Step::change(
+        format!("{user} has backup privileges (not superuser)"),
+        move || {
+            let rows = pg::query(&pg::local(ctx, &query))?;
+            let row = rows.first().ok_or_else(|| Error::Parse {
+                what: query.clone(),
+                detail: "no row".into(),
+            })?;
+            let missing: Vec<&str> = row
+                .iter()
+                .zip(&names)
+                .filter(|(v, _)| *v != "t")
+                .map(|(_, n)| n.as_str())
+                .collect();
+            Ok(if missing.is_empty() {
+                Check::Ok
+            } else {
+                Check::Needs(format!("missing: {}", missing.join(", ")))
+            })
+        },
+        move || {
+            pg::local(ctx, &grants).run()?;
+            Ok(())
+        },
+    )
+}
+
+/// A physical replication slot exists (created reserving WAL, so nothing is lost between
+/// now and its consumer's first connection; `max_slot_wal_keep_size` bounds what it holds).
+pub fn slot<'a>(ctx: &'a Ctx, name: &'a str) -> Step<'a> {
+    Step::change(
+        format!("replication slot {name}"),
+        move || {
+            let q =
+                format!("SELECT slot_type FROM pg_replication_slots WHERE slot_name = '{name}';");
+            Ok(
+                match pg::query(&pg::local(ctx, &q))?
+                    .first()
+                    .map(|r| r[0].clone())
+                {
+                    Some(t) if t == "physical" => Check::Ok,
+                    Some(t) => Check::Needs(format!(
+                        "exists but is {t}: drop it by hand, pgnode will not"
+                    )),
+                    None => Check::Needs("does not exist".into()),
+                },
+            )
+        },
+        move || {
+            pg::local(
+                ctx,
+                &format!("SELECT pg_create_physical_replication_slot('{name}', true);"),
+            )
+            .run()?;
+            Ok(())
+        },
+    )
+}

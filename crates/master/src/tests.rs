@@ -1,0 +1,64 @@
+use super::*;
+use pgnode_core::golden;
+use std::path::Path;
+
+fn golden_for(major: u16) {
+    let ctx = golden::ctx(Role::Master, major);
+    let files = files(&ctx, &Templates::new()).unwrap();
+    golden::check(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/pg{major}")),
+        &files,
+    );
+}
+
+#[test]
+fn golden_pg15() {
+    golden_for(15);
+}
+
+#[test]
+fn golden_pg17() {
+    golden_for(17);
+}
+
+#[test]
+fn golden_pg11_has_no_wal_keep_size() {
+    golden_for(11);
+}
+
+#[test]
+fn rendered_primary_config_is_safe() {
+    let ctx = golden::ctx(Role::Master, 15);
+    let files = files(&ctx, &Templates::new()).unwrap();
+    let hba = String::from_utf8(files[1].content.clone()).unwrap();
+    for line in hba.lines().filter(|l| l.starts_with("host")) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(w.last(), Some(&"scram-sha-256"), "{line}");
+        assert!(w[3].ends_with("/32") || w[3] == "::1/128", "{line}");
+    }
+    assert!(!hba
+        .lines()
+        .any(|l| !l.starts_with('#') && l.contains("trust")));
+    assert!(hba.contains("host    replication  streaming_user  192.168.11.102/32  scram-sha-256"));
+    assert!(hba
+        .contains("host    replication  barman_streaming_user  192.168.11.103/32  scram-sha-256"));
+    let conf = String::from_utf8(files[0].content.clone()).unwrap();
+    assert!(conf.contains("max_slot_wal_keep_size = '4096MB'"));
+    assert!(conf.contains("archive_command = 'barman-wal-archive 192.168.11.103 master %p'"));
+    assert!(conf.contains("listen_addresses = 'localhost,192.168.11.101'"));
+    let key = files
+        .iter()
+        .find(|f| f.path.ends_with("id_ed25519"))
+        .unwrap();
+    assert!(key.secret && key.mode == 0o600);
+}
+
+#[test]
+fn barman_gets_backup_functions_per_major() {
+    let (f15, r15) = sql::barman_privileges(15);
+    assert!(f15.contains(&"pg_backup_start(text, boolean)") && r15.contains(&"pg_checkpoint"));
+    let (f14, r14) = sql::barman_privileges(14);
+    assert!(
+        f14.contains(&"pg_start_backup(text, boolean, boolean)") && !r14.contains(&"pg_checkpoint")
+    );
+}
