@@ -52,6 +52,7 @@ pub struct Cmd {
     env: Vec<(String, String, bool)>,
     user: Option<String>,
     stdin: Option<(Vec<u8>, bool)>,
+    discard: bool,
 }
 
 impl Cmd {
@@ -109,6 +110,14 @@ impl Cmd {
         self
     }
 
+    /// Sends stdout and stderr to /dev/null instead of capturing them: for commands that leave
+    /// a daemon behind (`barman cron` starts receive-wal), which would otherwise hold the pipes
+    /// open and block the read.
+    pub fn discard_output(mut self) -> Self {
+        self.discard = true;
+        self
+    }
+
     /// The program this command runs (before `runuser` wrapping).
     pub fn program(&self) -> &str {
         &self.program
@@ -145,11 +154,12 @@ impl Cmd {
             }
             None => (program, self.args.clone()),
         };
-        let mut e = duct::cmd(prog, args)
-            .env("LC_ALL", "C")
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked();
+        let mut e = duct::cmd(prog, args).env("LC_ALL", "C").unchecked();
+        e = if self.discard {
+            e.stdout_null().stderr_null()
+        } else {
+            e.stdout_capture().stderr_capture()
+        };
         for (k, v, _) in &self.env {
             e = e.env(k, v);
         }

@@ -1,1 +1,213 @@
-fn main() {}
+//! The `pgnode` binary: argument parsing, dispatch, printing the report and exit codes.
+//! Exit 0: converged (or healthy); 1: a step failed (or unhealthy); 2: bad usage or config.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pgnode_core::config::{Cluster, Role};
+use pgnode_core::step::{chain, Entry, Outcome, Runner};
+use pgnode_core::templates::Templates;
+use pgnode_core::{secrets, Ctx, Error};
+
+mod host;
+
+const DEFAULT_CONFIG: &str = "/vagrant/config/cluster.json";
+
+#[derive(Parser)]
+#[command(
+    name = "pgnode",
+    version,
+    about = "Converge this machine into its role of a PostgreSQL cluster: master (primary), slave (hot standby) or backup (Barman).",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// The role of this machine: master|slave|backup (aliases: primary, standby).
+    #[arg(long, value_parser = parse_role)]
+    role: Option<Role>,
+    /// The cluster config (secrets.json beside it holds generated passwords and keys).
+    #[arg(long, default_value = DEFAULT_CONFIG, global = true)]
+    config: PathBuf,
+    /// Check every step and show what would change (with diffs) without changing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Take every node path under this directory (planning into a scratch root).
+    #[arg(long, default_value = "/", hide = true)]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what this node is and whether it is healthy (exit 1 when not).
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The role to report on (default: found from the host name or local addresses).
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
+    },
+    /// Create the secrets file beside the config if it does not exist (never prints secrets).
+    Secrets,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| {
+        format!("unknown role {s:?}: expected master, slave or backup (aliases primary, standby)")
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cluster = match Cluster::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    match cli.command {
+        Some(Command::Status { json, role }) => status(cluster, role, &cli.config, json),
+        Some(Command::Secrets) => make_secrets(&cluster, &cli.config),
+        None => match cli.role {
+            Some(role) => converge(cluster, role, &cli),
+            None => {
+                eprintln!("pgnode: say which role this machine plays: --role master|slave|backup (or run `pgnode status`)");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn usage_error(e: &Error) -> ExitCode {
+    eprintln!("pgnode: {}", chain(e));
+    ExitCode::from(2)
+}
+
+fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
+    if let Err(msg) = host::may_run(&cluster, role, cli.dry_run) {
+        eprintln!("pgnode: {msg}");
+        return ExitCode::from(2);
+    }
+    let ctx = match Ctx::new(cluster, role, &cli.root, &cli.config, cli.dry_run) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    let node = ctx.node();
+    println!(
+        "pgnode {}: converging {} as {role} ({}), PostgreSQL {}{}",
+        env!("CARGO_PKG_VERSION"),
+        node.name,
+        node.address,
+        ctx.major,
+        if cli.dry_run { " [dry run]" } else { "" }
+    );
+    let mut runner = Runner::new(cli.dry_run, print_entry);
+    let prepare = match role {
+        Role::Master => pgnode_master::prepare(&ctx),
+        Role::Slave => pgnode_slave::prepare(&ctx),
+        Role::Backup => pgnode_backup::prepare(&ctx),
+    };
+    if runner.run(prepare) {
+        let templates = Templates::new();
+        let steps = match role {
+            Role::Master => pgnode_master::converge(&ctx, &templates),
+            Role::Slave => pgnode_slave::converge(&ctx, &templates),
+            Role::Backup => pgnode_backup::converge(&ctx, &templates),
+        };
+        match steps {
+            Ok(steps) => {
+                runner.run(steps);
+            }
+            Err(e) => {
+                let entry = Entry {
+                    step: "render configuration".into(),
+                    outcome: Outcome::Failed(chain(&e)),
+                    seconds: 0.0,
+                };
+                print_entry(&entry);
+                runner.report.entries.push(entry);
+            }
+        }
+    }
+    println!("{}", runner.recap(role.as_str()));
+    if runner.report.failed() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_entry(e: &Entry) {
+    let (tag, detail) = match &e.outcome {
+        Outcome::Ok => ("ok", None),
+        Outcome::Waited(w) => ("ok", Some(format!("(waited: {w})"))),
+        Outcome::Changed(w) => ("changed", Some(w.clone())),
+        Outcome::WouldChange(w) => ("would change", Some(w.clone())),
+        Outcome::Unknown(w) => ("unknown", Some(w.clone())),
+        Outcome::Failed(w) => ("FAILED", Some(w.clone())),
+    };
+    let mut detail = detail.unwrap_or_default();
+    if let Some((first, rest)) = detail.clone().split_once('\n') {
+        detail = format!(
+            "{first}\n{}",
+            rest.lines()
+                .map(|l| format!("      {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let sep = if detail.is_empty() { "" } else { ": " };
+    println!("{tag:>12}  {}{sep}{detail}  [{:.1}s]", e.step, e.seconds);
+}
+
+fn status(cluster: Cluster, role: Option<Role>, config: &Path, json: bool) -> ExitCode {
+    let role = match role.or_else(|| host::detect_role(&cluster)) {
+        Some(r) => r,
+        None => {
+            eprintln!("pgnode: cannot tell which node this is (no host name or local address matches the config): pass --role");
+            return ExitCode::from(2);
+        }
+    };
+    let ctx = match Ctx::new(cluster, role, Path::new("/"), config, false) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    let s = match role {
+        Role::Master => pgnode_master::status::status(&ctx),
+        Role::Slave => pgnode_slave::status::status(&ctx),
+        Role::Backup => pgnode_backup::status::status(&ctx),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    } else {
+        print!("{}", s.table());
+    }
+    if s.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn make_secrets(cluster: &Cluster, config: &Path) -> ExitCode {
+    let users: Vec<&str> = cluster.pg_users().iter().map(|u| u.as_str()).collect();
+    let path = secrets::path_for(config);
+    match secrets::load_or_create(&path, &users) {
+        Ok((_, created)) => {
+            println!(
+                "secrets: {} ({})",
+                path.display(),
+                if created {
+                    "created"
+                } else {
+                    "already present"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgnode: {}", chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
