@@ -94,12 +94,10 @@ pub fn barman_privileges(major: u16) -> (Vec<&'static str>, Vec<&'static str>) {
             "pg_create_restore_point(text)",
         ]
     };
-    let mut roles = vec!["pg_read_all_settings", "pg_read_all_stats"];
-    if major >= 15 {
-        // Lets `barman switch-wal --force` issue its CHECKPOINT without superuser (15+).
-        roles.push("pg_checkpoint");
-    }
-    (functions, roles)
+    // Exactly what Barman 3.4's has_backup_privileges() tests, nothing more. pg_checkpoint is
+    // not granted: Barman 3.4 still demands a superuser for `switch-wal --force`, so pgnode
+    // writes a restore point and switches without --force instead.
+    (functions, vec!["pg_read_all_settings", "pg_read_all_stats"])
 }
 
 /// Barman's role gets the backup functions and monitoring roles, and nothing more.
