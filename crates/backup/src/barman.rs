@@ -41,6 +41,8 @@ pub struct Backup {
     pub id: String,
     pub status: String,
     pub end_time: String,
+    /// End of the backup in seconds since the epoch (DONE backups only).
+    pub end_epoch: Option<u64>,
 }
 
 /// Parses `barman -f json list-backups SERVER`.

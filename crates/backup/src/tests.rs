@@ -71,7 +71,7 @@ fn parses_barman_check() {
 
 #[test]
 fn parses_barman_backup_list() {
-    let json = r#"{"master": [{"backup_id": "20261126T054500", "status": "DONE", "end_time": "Thu Nov 26 05:45:10 2026"}, {"backup_id": "20261125T030000", "status": "FAILED", "end_time": ""}]}"#;
+    let json = r#"{"master": [{"backup_id": "20261126T054500", "status": "DONE", "end_time": "Thu Nov 26 05:45:10 2026", "end_time_timestamp": "1795671910"}, {"backup_id": "20261125T030000", "status": "FAILED", "end_time": ""}]}"#;
     let b = parse_backups("master", json).unwrap();
     assert_eq!(b.len(), 2);
     assert_eq!(
