@@ -67,6 +67,7 @@ pub fn parse_backups(server: &str, json: &str) -> Result<Vec<Backup>> {
             id: s(b, "backup_id"),
             status: s(b, "status"),
             end_time: s(b, "end_time"),
+            end_epoch: s(b, "end_time_timestamp").parse().ok(),
         })
         .collect())
 }
