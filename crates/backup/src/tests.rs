@@ -60,12 +60,20 @@ fn barman_server_streams_archives_and_keeps_retention() {
 
 #[test]
 fn parses_barman_check() {
-    let out = "Server master:\n\tPostgreSQL: OK\n\tWAL archive: FAILED (please make sure WAL shipping is setup)\n\tbackup maximum age: OK (no last_backup_maximum_age provided)\n\tminimum redundancy requirements: FAILED (have 0 backups, expected at least 1)\n";
+    let out = "Server master:\n\tPostgreSQL: OK\n\tWAL archive: FAILED (please make sure WAL shipping is setup)\n\tbackup maximum age: FAILED (interval provided: 7 days, latest backup age: No available backups)\n\tminimum redundancy requirements: FAILED (have 0 backups, expected at least 1)\n";
     let l = parse_check(out);
     assert_eq!(l.len(), 4);
     assert!(l[0].ok && l[0].item == "PostgreSQL");
     assert!(!l[1].ok && l[1].item == "WAL archive" && l[1].detail.starts_with("FAILED"));
-    assert!(l[2].ok, "{:?}", l[2]);
+    assert_eq!(l[2].item, "backup maximum age");
+    assert!(
+        !l[2].ok
+            && l[2]
+                .detail
+                .ends_with("latest backup age: No available backups)"),
+        "{:?}",
+        l[2]
+    );
     assert_eq!(l[3].item, "minimum redundancy requirements");
 }
 
