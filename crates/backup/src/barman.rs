@@ -20,10 +20,8 @@ pub fn parse_check(out: &str) -> Vec<CheckLine> {
     out.lines()
         .filter(|l| l.starts_with(char::is_whitespace))
         .filter_map(|l| {
-            let (item, rest) = l
-                .trim()
-                .rsplit_once(": ")
-                .or_else(|| l.trim().split_once(": "))?;
+            // Item names hold no ": "; details may ("latest backup age: No available backups").
+            let (item, rest) = l.trim().split_once(": ")?;
             let rest = rest.trim();
             let ok = rest == "OK" || rest.starts_with("OK ");
             Some(CheckLine {

@@ -71,6 +71,15 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             0o644,
         )
         .dir_mode(0o700),
+        // Without this, ssh's UpdateHostKeys would append the backup's other host keys to
+        // known_hosts on first use: a file pgnode owns would change behind its back.
+        FileSpec::new(
+            format!("{ssh}/config"),
+            t.render("ssh_config", &data)?,
+            "postgres",
+            0o600,
+        )
+        .dir_mode(0o700),
     ])
 }
 
