@@ -48,6 +48,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "known_hosts",
         include_str!("../../../config/templates/known_hosts.hbs"),
     ),
+    (
+        "ssh_config",
+        include_str!("../../../config/templates/ssh_config.hbs"),
+    ),
 ];
 
 /// A strict registry holding every embedded template.
