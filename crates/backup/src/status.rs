@@ -44,15 +44,21 @@ pub fn status(ctx: &Ctx) -> NodeStatus {
 fn last_backup(ctx: &Ctx) -> Result<(String, bool)> {
     let b = backups(ctx)?;
     let done = b.iter().filter(|b| b.status == "DONE").count();
-    Ok(match b.first() {
+    // Backup ids are timestamps: the greatest is the newest.
+    Ok(match b.iter().max_by(|x, y| x.id.cmp(&y.id)) {
         None => ("no backup".into(), false),
-        Some(last) => (
-            format!(
-                "{} {} ended {} ({done} DONE in total)",
+        Some(last) => {
+            let age = last
+                .end_epoch
+                .map(|e| pgnode_core::common::now_epoch().saturating_sub(e))
+                .map(|s| format!(", {}h{:02}m ago", s / 3600, s % 3600 / 60))
+                .unwrap_or_default();
+            let text = format!(
+                "{} {} ended {}{age} ({done} DONE in total)",
                 last.id, last.status, last.end_time
-            ),
-            last.status == "DONE" || done > 0,
-        ),
+            );
+            (text, done > 0)
+        }
     })
 }
 
