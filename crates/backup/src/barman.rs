@@ -221,15 +221,40 @@ pub fn receive_wal(ctx: &Ctx) -> Step<'_> {
         ),
         move || Ok(receive_wal_streaming(ctx)?.map_or_else(Check::Needs, |_| Check::Ok)),
         move || {
-            barman(&["-q", "cron"]).discard_output().run()?;
-            wait::until(
-                "receive-wal to stream through Barman's slot",
-                Duration::from_secs(120),
-                Duration::from_secs(1),
-                || receive_wal_streaming(ctx),
-            )
+            let server = ctx.cluster.barman.server.as_str();
+            let start = || -> Result<()> {
+                barman(&["-q", "cron"]).discard_output().run()?;
+                wait::until(
+                    "receive-wal to stream through Barman's slot",
+                    Duration::from_secs(90),
+                    Duration::from_secs(1),
+                    || receive_wal_streaming(ctx),
+                )
+            };
+            match start() {
+                Err(Error::Timeout { .. }) if wal_already_removed(server)? => {
+                    // The primary no longer has the WAL receive-wal wants (e.g. its slot was
+                    // invalidated and re-created): restart streaming from the current position.
+                    barman(&["receive-wal", "--stop", server])
+                        .discard_output()
+                        .run()?;
+                    barman(&["receive-wal", "--reset", server]).run()?;
+                    start()
+                }
+                other => other,
+            }
         },
     )
+}
+
+/// Whether Barman's log says receive-wal asked for WAL the primary has already removed.
+fn wal_already_removed(server: &str) -> Result<bool> {
+    let log = std::path::Path::new("/var/log/barman/barman.log");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(200).collect();
+    Ok(tail
+        .iter()
+        .any(|l| l.contains(server) && l.contains("has already been removed")))
 }
 
 /// At least one WAL file has reached Barman ("WAL archive: OK"). On a fresh primary, write a

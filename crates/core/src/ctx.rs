@@ -24,6 +24,9 @@ pub struct Ctx {
     pub config_path: PathBuf,
     pub major: PgMajor,
     pub dry_run: bool,
+    /// Slave only: clone the master again even if the data directory is a standby of it
+    /// (after its slot was invalidated). The old directory is set aside, not deleted.
+    pub reclone: bool,
     secrets: OnceCell<Secrets>,
 }
 
@@ -71,6 +74,7 @@ impl Ctx {
             config_path: config_path.to_path_buf(),
             major,
             dry_run,
+            reclone: false,
             secrets: OnceCell::new(),
         }
     }

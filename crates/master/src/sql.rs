@@ -152,28 +152,52 @@ pub fn barman_grants(ctx: &Ctx) -> Step<'_> {
     )
 }
 
-/// A physical replication slot exists (created reserving WAL, so nothing is lost between
-/// now and its consumer's first connection; `max_slot_wal_keep_size` bounds what it holds).
+/// The state of a slot: None when missing, else (type, wal_status, active).
+fn slot_state(ctx: &Ctx, name: &str) -> pgnode_core::Result<Option<(String, String, bool)>> {
+    // wal_status exists from PostgreSQL 13; before that a slot cannot be invalidated.
+    let wal_status = if ctx.major.get() >= 13 {
+        "coalesce(wal_status, '')"
+    } else {
+        "''"
+    };
+    let q = format!("SELECT slot_type, {wal_status}, active FROM pg_replication_slots WHERE slot_name = '{name}';");
+    Ok(pg::query(&pg::local(ctx, &q))?
+        .first()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2] == "t")))
+}
+
+/// A usable physical replication slot exists: created reserving WAL (so nothing is lost between
+/// now and its consumer's first connection) when missing, and re-created when
+/// `max_slot_wal_keep_size` invalidated it (`wal_status = 'lost'`): its consumer must then be
+/// re-cloned (`pgnode --role slave --reclone`) or reset (`barman receive-wal --reset`).
 pub fn slot<'a>(ctx: &'a Ctx, name: &'a str) -> Step<'a> {
     Step::change(
         format!("replication slot {name}"),
         move || {
-            let q =
-                format!("SELECT slot_type FROM pg_replication_slots WHERE slot_name = '{name}';");
-            Ok(
-                match pg::query(&pg::local(ctx, &q))?
-                    .first()
-                    .map(|r| r[0].clone())
-                {
-                    Some(t) if t == "physical" => Check::Ok,
-                    Some(t) => Check::Needs(format!(
-                        "exists but is {t}: drop it by hand, pgnode will not"
-                    )),
-                    None => Check::Needs("does not exist".into()),
-                },
-            )
+            Ok(match slot_state(ctx, name)? {
+                None => Check::Needs("does not exist".into()),
+                Some((t, _, _)) if t != "physical" => Check::Needs(format!("exists but is {t}")),
+                Some((_, w, _)) if w == "lost" => Check::Needs("invalidated (wal_status lost): its consumer fell behind max_slot_wal_keep_size".into()),
+                Some(_) => Check::Ok,
+            })
         },
         move || {
+            match slot_state(ctx, name)? {
+                Some((t, _, _)) if t != "physical" => {
+                    return Err(Error::Refused(format!(
+                        "slot {name} is a {t} slot: pgnode will not drop it; drop it by hand"
+                    )))
+                }
+                Some((_, _, true)) => {
+                    return Err(Error::Refused(format!(
+                        "slot {name} is invalidated but still active: stop its consumer first"
+                    )))
+                }
+                Some(_) => {
+                    pg::local(ctx, &format!("SELECT pg_drop_replication_slot('{name}');")).run()?;
+                }
+                None => {}
+            }
             pg::local(
                 ctx,
                 &format!("SELECT pg_create_physical_replication_slot('{name}', true);"),

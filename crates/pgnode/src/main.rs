@@ -31,6 +31,10 @@ struct Cli {
     /// Check every step and show what would change (with diffs) without changing anything.
     #[arg(long)]
     dry_run: bool,
+    /// Slave only: clone the master again (after its slot was invalidated); the current data
+    /// directory is set aside beside it, not deleted.
+    #[arg(long)]
+    reclone: bool,
     /// Take every node path under this directory (planning into a scratch root).
     #[arg(long, default_value = "/", hide = true)]
     root: PathBuf,
@@ -88,10 +92,15 @@ fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
         eprintln!("pgnode: {msg}");
         return ExitCode::from(2);
     }
-    let ctx = match Ctx::new(cluster, role, &cli.root, &cli.config, cli.dry_run) {
+    if cli.reclone && role != Role::Slave {
+        eprintln!("pgnode: --reclone is for the slave role only");
+        return ExitCode::from(2);
+    }
+    let mut ctx = match Ctx::new(cluster, role, &cli.root, &cli.config, cli.dry_run) {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
+    ctx.reclone = cli.reclone;
     let node = ctx.node();
     println!(
         "pgnode {}: converging {} as {role} ({}), PostgreSQL {}{}",

@@ -119,9 +119,12 @@ fn not_a_standby_of_master(
     Ok(None)
 }
 
-/// Clones the master into the data directory unless it already is a standby of it.
+/// Clones the master into the data directory unless it already is a standby of it (or
+/// `--reclone` asks for a fresh clone, once per run).
 pub fn clone_step(ctx: &Ctx, facts: Rc<MasterFacts>, marker: FileSpec) -> Step<'_> {
     let (f1, m1) = (facts.clone(), marker.clone());
+    let cloned = Rc::new(std::cell::Cell::new(false));
+    let cloned2 = cloned.clone();
     Step::change(
         format!(
             "data directory {} is a standby of {}",
@@ -129,6 +132,11 @@ pub fn clone_step(ctx: &Ctx, facts: Rc<MasterFacts>, marker: FileSpec) -> Step<'
             ctx.cluster.master.name
         ),
         move || {
+            if ctx.reclone && !cloned.get() {
+                return Ok(Check::Needs(
+                    "--reclone: clone again, setting the current data directory aside".into(),
+                ));
+            }
             Ok(match not_a_standby_of_master(ctx, &f1, &m1)? {
                 None => Check::Ok,
                 Some(why) => Check::Needs(why),
@@ -139,6 +147,7 @@ pub fn clone_step(ctx: &Ctx, facts: Rc<MasterFacts>, marker: FileSpec) -> Step<'
             clear_data_dir(ctx)?;
             base_backup(ctx)?;
             files::write(&ctx.root, &marker, true)?;
+            cloned2.set(true);
             Ok(())
         },
     )
@@ -283,12 +292,19 @@ pub fn streaming(ctx: &Ctx) -> Step<'_> {
             })
         },
         move || {
+            let slot = ctx.cluster.replication.slot.as_str();
             wait::until(
                 "the standby to stream from the master",
                 Duration::from_secs(180),
                 Duration::from_secs(1),
                 probe,
-            )
+            ).map_err(|e| match e {
+                Error::Timeout { .. } => Error::Refused(format!(
+                    "{e}. If the master's slot {slot} was invalidated (`pgnode status` on the master shows wal_status=lost), \
+                     run the master role, then `pgnode --role slave --reclone`"
+                )),
+                other => other,
+            })
         },
     )
 }
