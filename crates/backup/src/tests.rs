@@ -1,15 +1,11 @@
 use super::*;
 use pgnode_core::config::Role;
 use pgnode_core::golden;
-use std::path::Path;
 
 fn golden_for(major: u16) {
-    let ctx = golden::ctx(Role::Backup, major);
-    let files = files(&ctx, &Templates::new()).unwrap();
-    golden::check(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/pg{major}")),
-        &files,
-    );
+    golden::check_role(env!("CARGO_MANIFEST_DIR"), Role::Backup, major, |ctx| {
+        files(ctx, &Templates::new()).unwrap()
+    });
 }
 
 #[test]

@@ -111,19 +111,22 @@ pub fn pg_ready(ctx: &Ctx) -> Step<'_> {
                 Check::Needs("pg_isready says no".into())
             })
         },
-        move || {
-            wait::until(
-                "the local PostgreSQL to accept connections",
-                Duration::from_secs(120),
-                Duration::from_secs(1),
-                || {
-                    Ok(if pg::local_ready(ctx)? {
-                        Ok(())
-                    } else {
-                        Err("pg_isready says no".into())
-                    })
-                },
-            )
+        move || wait_ready(ctx, "the local PostgreSQL to accept connections"),
+    )
+}
+
+/// Waits (bounded, 120 s) until the local server accepts connections.
+fn wait_ready(ctx: &Ctx, what: &str) -> Result<()> {
+    wait::until(
+        what,
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        || {
+            Ok(if pg::local_ready(ctx)? {
+                Ok(())
+            } else {
+                Err("pg_isready says no".into())
+            })
         },
     )
 }
@@ -207,18 +210,7 @@ pub fn pg_settings_loaded(ctx: &Ctx) -> Step<'_> {
             }
             if !loaded(ctx)?.1.is_empty() {
                 system::systemctl("restart", &ctx.service())?;
-                wait::until(
-                    "PostgreSQL to come back after restart",
-                    Duration::from_secs(120),
-                    Duration::from_secs(1),
-                    || {
-                        Ok(if pg::local_ready(ctx)? {
-                            Ok(())
-                        } else {
-                            Err("pg_isready says no".into())
-                        })
-                    },
-                )?;
+                wait_ready(ctx, "PostgreSQL to come back after restart")?;
             }
             Ok(())
         },

@@ -44,6 +44,16 @@ pub fn ctx(role: Role, major: u16) -> Ctx {
     ctx
 }
 
+/// Renders a role's files for the shipped config at `major` and checks them against
+/// `<crate_dir>/tests/golden/pg<major>`.
+pub fn check_role(crate_dir: &str, role: Role, major: u16, files: impl Fn(&Ctx) -> Vec<FileSpec>) {
+    let ctx = ctx(role, major);
+    check(
+        &Path::new(crate_dir).join(format!("tests/golden/pg{major}")),
+        &files(&ctx),
+    );
+}
+
 /// Compares rendered files with the golden directory `dir` (or rewrites it when
 /// `PGNODE_UPDATE_GOLDEN` is set). Panics with the first difference, as a test should.
 pub fn check(dir: &Path, files: &[FileSpec]) {

@@ -1,14 +1,10 @@
 use super::*;
 use pgnode_core::golden;
-use std::path::Path;
 
 fn golden_for(major: u16) {
-    let ctx = golden::ctx(Role::Master, major);
-    let files = files(&ctx, &Templates::new()).unwrap();
-    golden::check(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/pg{major}")),
-        &files,
-    );
+    golden::check_role(env!("CARGO_MANIFEST_DIR"), Role::Master, major, |ctx| {
+        files(ctx, &Templates::new()).unwrap()
+    });
 }
 
 #[test]

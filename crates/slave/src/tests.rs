@@ -4,14 +4,12 @@ use pgnode_core::golden;
 use std::path::Path;
 
 fn golden_for(major: u16) {
-    let ctx = golden::ctx(Role::Slave, major);
-    let t = Templates::new();
-    let mut files = files(&ctx, &t).unwrap();
-    files.push(standby_marker(&ctx, &t).unwrap());
-    golden::check(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/pg{major}")),
-        &files,
-    );
+    golden::check_role(env!("CARGO_MANIFEST_DIR"), Role::Slave, major, |ctx| {
+        let t = Templates::new();
+        let mut files = files(ctx, &t).unwrap();
+        files.push(standby_marker(ctx, &t).unwrap());
+        files
+    });
 }
 
 #[test]
