@@ -70,9 +70,38 @@ pub fn may_run(cluster: &Cluster, role: Role, dry_run: bool) -> Result<(), Strin
     Err(msg)
 }
 
+/// Takes the node-wide run lock (released when the file is dropped, or when the process dies).
+pub fn lock(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open the run lock {}: {e}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another pgnode run holds {} on this machine; wait for it to finish",
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+        let p = std::env::temp_dir().join(format!("pgnode-lock-{}", std::process::id()));
+        let first = lock(&p).unwrap();
+        let e = lock(&p).unwrap_err();
+        assert!(e.contains("another pgnode run holds"), "{e}");
+        drop(first);
+        assert!(lock(&p).is_ok());
+        std::fs::remove_file(p).unwrap();
+    }
 
     #[test]
     fn reads_local_addresses_from_fib_trie() {

@@ -101,6 +101,19 @@ fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     ctx.reclone = cli.reclone;
+    // Two runs on one node (a manual rerun during `vagrant provision`) would race on the same
+    // files and services: the second one stops here, before checking anything.
+    let _lock = if cli.dry_run {
+        None
+    } else {
+        match host::lock(&ctx.path(Path::new("/run/pgnode.lock"))) {
+            Ok(f) => Some(f),
+            Err(msg) => {
+                eprintln!("pgnode: {msg}");
+                return ExitCode::from(1);
+            }
+        }
+    };
     let node = ctx.node();
     println!(
         "pgnode {}: converging {} as {role} ({}), PostgreSQL {}{}",
