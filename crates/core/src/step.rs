@@ -81,7 +81,7 @@ impl<'a> Step<'a> {
                     FileState::Same => Check::Ok,
                     FileState::Missing => Check::Needs("missing".into()),
                     FileState::Differs { what, .. } => {
-                        Check::Needs(format!("{} differ", what.join(", ")))
+                        Check::Needs(format!("differs in {}", what.join(", ")))
                     }
                 })
             },
