@@ -58,8 +58,8 @@ fn server(ctx: &Ctx) -> Result<(String, bool)> {
 fn client(ctx: &Ctx, user: &str, slot: &str) -> Result<(String, bool)> {
     let q = format!(
         "SELECT r.client_addr, r.application_name, r.state, \
-         pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(r.replay_lsn, r.flush_lsn))::bigint, \
-         coalesce(extract(epoch FROM coalesce(r.replay_lag, r.flush_lag))::numeric(10,3)::text, '0') \
+         pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(r.replay_lsn, r.write_lsn))::bigint, \
+         coalesce(extract(epoch FROM coalesce(r.replay_lag, r.write_lag))::numeric(10,3)::text, '0') \
          FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid \
          WHERE r.usename = '{user}' AND s.slot_name = '{slot}';"
     );
@@ -74,7 +74,7 @@ fn client(ctx: &Ctx, user: &str, slot: &str) -> Result<(String, bool)> {
             };
             (
                 format!(
-                    "{} from {} as {}, slot {slot}, lag {lag} / {}s (replayed, or flushed for Barman)",
+                    "{} from {} as {}, slot {slot}, lag {lag} / {}s (replayed; written for Barman)",
                     r[2], r[0], r[1], r[4]
                 ),
                 r[2] == "streaming",
