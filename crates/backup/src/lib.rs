@@ -34,7 +34,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
 
 /// Steps that must run before files can be rendered: packages and secrets.
 pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
-    vec![common::packages(ctx, packages(ctx)), common::secrets(ctx)]
+    common::prepare(ctx, packages(ctx))
 }
 
 /// Every file the backup node owns, rendered before any is written.

@@ -9,6 +9,12 @@ use crate::exec::Cmd;
 use crate::step::{Check, Step};
 use crate::{pg, secrets, system, wait, Ctx};
 
+/// What every role does before it can render its files: install its packages, then load (or
+/// generate) the secrets.
+pub fn prepare(ctx: &Ctx, pkgs: Vec<String>) -> Vec<Step<'_>> {
+    vec![packages(ctx, pkgs), secrets(ctx)]
+}
+
 /// Installs `packages` from the distribution's archive when any is missing.
 pub fn packages(ctx: &Ctx, packages: Vec<String>) -> Step<'_> {
     let _ = ctx;

@@ -58,6 +58,27 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
     }))
 }
 
+/// The files every PostgreSQL node gets: `conf.d/pgnode.conf` and `pg_hba.conf`.
+///
+/// Errors: a template failure.
+pub fn server_files(ctx: &Ctx, t: &Templates, data: &Value) -> Result<Vec<FileSpec>> {
+    let conf = ctx.conf_dir();
+    Ok(vec![
+        FileSpec::new(
+            conf.join("conf.d/pgnode.conf"),
+            t.render("postgresql.conf", data)?,
+            "postgres",
+            0o644,
+        ),
+        FileSpec::new(
+            conf.join("pg_hba.conf"),
+            t.render("pg_hba.conf", data)?,
+            "postgres",
+            0o640,
+        ),
+    ])
+}
+
 /// A `.pgpass` line's worth of facts.
 pub struct PassEntry<'a> {
     pub host: String,

@@ -25,7 +25,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
 
 /// Steps that must run before files can be rendered: packages and secrets.
 pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
-    vec![common::packages(ctx, packages(ctx)), common::secrets(ctx)]
+    common::prepare(ctx, packages(ctx))
 }
 
 /// Every file the primary owns, rendered before any is written.
@@ -33,22 +33,10 @@ pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
 /// Errors: a template or secrets failure.
 pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
     let data = render::data(ctx)?;
-    let conf = ctx.conf_dir();
     let ssh = format!("{POSTGRES_HOME}/.ssh");
     let keys = &ctx.secrets()?.archive_ssh_key;
-    Ok(vec![
-        FileSpec::new(
-            conf.join("conf.d/pgnode.conf"),
-            t.render("postgresql.conf", &data)?,
-            "postgres",
-            0o644,
-        ),
-        FileSpec::new(
-            conf.join("pg_hba.conf"),
-            t.render("pg_hba.conf", &data)?,
-            "postgres",
-            0o640,
-        ),
+    let mut files = render::server_files(ctx, t, &data)?;
+    files.extend([
         FileSpec::new(
             format!("{ssh}/id_ed25519"),
             keys.private.clone(),
@@ -80,7 +68,8 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             0o600,
         )
         .dir_mode(0o700),
-    ])
+    ]);
+    Ok(files)
 }
 
 /// The converge steps after [`prepare`].

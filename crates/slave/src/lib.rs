@@ -28,7 +28,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
 
 /// Steps that must run before files can be rendered: packages and secrets.
 pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
-    vec![common::packages(ctx, packages(ctx)), common::secrets(ctx)]
+    common::prepare(ctx, packages(ctx))
 }
 
 /// Files in /etc and the postgres home; the standby marker in the data directory is separate
@@ -49,7 +49,9 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             user,
         }],
     )?;
-    let mut files = vec![
+    let mut files = render::server_files(ctx, t, &data)?;
+    files.insert(
+        0,
         FileSpec::new(
             format!("{POSTGRES_HOME}/.pgpass"),
             pgpass,
@@ -57,19 +59,7 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             0o600,
         )
         .secret(),
-        FileSpec::new(
-            conf.join("conf.d/pgnode.conf"),
-            t.render("postgresql.conf", &data)?,
-            "postgres",
-            0o644,
-        ),
-        FileSpec::new(
-            conf.join("pg_hba.conf"),
-            t.render("pg_hba.conf", &data)?,
-            "postgres",
-            0o640,
-        ),
-    ];
+    );
     if ctx.major.get() >= 12 {
         files.push(FileSpec::new(
             conf.join("conf.d/pgnode-standby.conf"),
