@@ -118,11 +118,6 @@ impl Cmd {
         self
     }
 
-    /// The program this command runs (before `runuser` wrapping).
-    pub fn program(&self) -> &str {
-        &self.program
-    }
-
     /// Resolves the program: absolute paths must exist, names must be on PATH.
     pub fn resolve(&self) -> Result<String, CmdError> {
         let not_found = || CmdError::NotFound {

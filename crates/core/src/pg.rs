@@ -94,14 +94,6 @@ pub fn local_ready(ctx: &Ctx) -> Result<bool> {
     Ok(out.success())
 }
 
-/// Whether a remote server answers (`pg_isready` needs no password).
-pub fn remote_ready(host: &str, port: u16) -> Result<(bool, String)> {
-    let out = Cmd::new("pg_isready")
-        .args(["-h", host, "-p", &port.to_string(), "-t", "5"])
-        .probe()?;
-    Ok((out.success(), out.stdout.trim().to_string()))
-}
-
 /// One line of `pg_lsclusters`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterLine {

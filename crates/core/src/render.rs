@@ -96,6 +96,3 @@ pub fn pgpass(ctx: &Ctx, t: &Templates, entries: &[PassEntry<'_>]) -> Result<Str
     }
     t.render("pgpass", &json!({"entries": list}))
 }
-
-/// Renders every file of a role before any is written; a template failure stops the run here.
-pub type FileList = Vec<FileSpec>;

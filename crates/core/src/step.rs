@@ -160,13 +160,6 @@ impl Report {
     pub fn unknown(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Unknown(_)))
     }
-
-    /// Whether the named step changed in this run.
-    pub fn did_change(&self, step: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.step == step && matches!(e.outcome, Outcome::Changed(_)))
-    }
 }
 
 /// Runs steps in order, printing each entry through `on_entry` as it completes.

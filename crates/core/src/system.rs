@@ -2,7 +2,7 @@
 //! needs no NSS), the distribution, installed packages, services. Probes return facts; only
 //! an unexpected failure is an error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::PgMajor;
 use crate::error::{Error, Result};
@@ -33,11 +33,6 @@ pub fn ids(root: &Path, owner: &str, group: &str) -> Result<(u32, u32)> {
         .and_then(|f| f.get(2).and_then(|s| s.parse().ok()))
         .ok_or_else(|| missing("group", group, "group"))?;
     Ok((uid, gid))
-}
-
-/// The home directory of `user`, if the account exists.
-pub fn home(root: &Path, user: &str) -> Result<Option<PathBuf>> {
-    Ok(lookup(root, "passwd", user)?.and_then(|f| f.get(5).map(PathBuf::from)))
 }
 
 /// `ID` and `VERSION_ID` from `etc/os-release`.
@@ -186,10 +181,6 @@ mod tests {
         .unwrap();
         std::fs::write(root.join("etc/group"), "root:x:0:\npostgres:x:110:\n").unwrap();
         assert_eq!(ids(&root, "postgres", "postgres").unwrap(), (105, 110));
-        assert_eq!(
-            home(&root, "postgres").unwrap().unwrap(),
-            PathBuf::from("/var/lib/postgresql")
-        );
         let e = ids(&root, "barman", "barman").unwrap_err();
         assert!(
             e.to_string().contains("user \"barman\" does not exist"),
