@@ -329,8 +329,33 @@ pub fn first_backup(ctx: &Ctx) -> Step<'_> {
             })
         },
         move || {
-            barman(&["backup", "--wait", "--wait-timeout", "600", server]).run()?;
-            Ok(())
+            // No --wait: on an idle primary the backup's last WAL file is only closed by the
+            // next WAL switch, and Barman 3.13 with PostgreSQL 17 then waits until its timeout
+            // (seen in the lab on Debian 13). Close that file here, then wait for DONE.
+            barman(&["backup", server]).run()?;
+            wait::until(
+                "the first backup to be DONE",
+                Duration::from_secs(300),
+                Duration::from_secs(3),
+                || {
+                    query_master(
+                        ctx,
+                        "SELECT pg_create_restore_point('pgnode first backup'), pg_switch_wal();",
+                    )
+                    .run()?;
+                    barman(&["-q", "cron"]).discard_output().run()?;
+                    let b = backups(ctx)?;
+                    Ok(if b.iter().any(|b| b.status == "DONE") {
+                        Ok(())
+                    } else {
+                        Err(b
+                            .iter()
+                            .map(|b| format!("{} {}", b.id, b.status))
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                    })
+                },
+            )
         },
     )
 }
