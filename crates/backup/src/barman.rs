@@ -174,20 +174,15 @@ pub fn master_login(ctx: &Ctx) -> Step<'_> {
         }
         Ok(Err(err))
     };
-    Step::verify(
+    Step::poll(
         format!(
             "barman logs in to {} as {}",
             ctx.cluster.master.name, ctx.cluster.barman.user
         ),
-        move || Ok(probe()?.map_or_else(Check::Needs, |_| Check::Ok)),
-        move || {
-            wait::until(
-                "the master to accept Barman's login",
-                Duration::from_secs(600),
-                Duration::from_secs(3),
-                probe,
-            )
-        },
+        "the master to accept Barman's login",
+        Duration::from_secs(600),
+        Duration::from_secs(3),
+        probe,
     )
 }
 
@@ -301,17 +296,12 @@ pub fn check(ctx: &Ctx, strict: bool) -> Step<'_> {
     } else {
         "barman check: OK before the first backup"
     };
-    Step::verify(
+    Step::poll(
         name,
-        move || Ok(probe()?.map_or_else(Check::Needs, |_| Check::Ok)),
-        move || {
-            wait::until(
-                "barman check to pass",
-                Duration::from_secs(120),
-                Duration::from_secs(3),
-                probe,
-            )
-        },
+        "barman check to pass",
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+        probe,
     )
 }
 
@@ -333,16 +323,17 @@ pub fn first_backup(ctx: &Ctx) -> Step<'_> {
             // next WAL switch, and Barman 3.13 with PostgreSQL 17 then waits until its timeout
             // (seen in the lab on Debian 13). Close that file here, then wait for DONE.
             barman(&["backup", server]).run()?;
+            // One switch closes the file: the backup has ended by now.
+            query_master(
+                ctx,
+                "SELECT pg_create_restore_point('pgnode first backup'), pg_switch_wal();",
+            )
+            .run()?;
             wait::until(
                 "the first backup to be DONE",
                 Duration::from_secs(300),
                 Duration::from_secs(3),
                 || {
-                    query_master(
-                        ctx,
-                        "SELECT pg_create_restore_point('pgnode first backup'), pg_switch_wal();",
-                    )
-                    .run()?;
                     barman(&["-q", "cron"]).discard_output().run()?;
                     let b = backups(ctx)?;
                     Ok(if b.iter().any(|b| b.status == "DONE") {

@@ -70,6 +70,24 @@ impl<'a> Step<'a> {
         }
     }
 
+    /// A verify step built from one probe (`Ok(Ok(()))` = condition holds, `Ok(Err(why))` = not
+    /// yet): its check runs the probe once, its wait polls it every `every` for at most `timeout`.
+    pub fn poll(
+        name: impl Into<String>,
+        what: &'a str,
+        timeout: std::time::Duration,
+        every: std::time::Duration,
+        probe: impl Fn() -> Result<std::result::Result<(), String>> + 'a,
+    ) -> Self {
+        let probe = std::rc::Rc::new(probe);
+        let p2 = probe.clone();
+        Step::verify(
+            name,
+            move || Ok(probe()?.map_or_else(Check::Needs, |_| Check::Ok)),
+            move || crate::wait::until(what, timeout, every, || p2()),
+        )
+    }
+
     /// A step converging one file; its dry-run preview is a diff (never for secret files).
     pub fn file(ctx: &'a Ctx, spec: FileSpec) -> Self {
         let spec = std::rc::Rc::new(spec);
