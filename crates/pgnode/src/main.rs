@@ -55,6 +55,9 @@ enum Command {
     },
     /// Create the secrets file beside the config if it does not exist (never prints secrets).
     Secrets,
+    /// Print the validated config as JSON: defaults filled in, nodes in provisioning order
+    /// (what the lab, the Vagrantfile and the Ansible wrapper read). Exit 2 when invalid.
+    Config,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Status { json, role }) => status(cluster, role, &cli.config, json),
         Some(Command::Secrets) => make_secrets(&cluster, &cli.config),
+        Some(Command::Config) => print_config(&cluster),
         None => match cli.role {
             Some(role) => converge(cluster, role, &cli),
             None => {
@@ -208,6 +212,19 @@ fn status(cluster: Cluster, role: Option<Role>, config: &Path, json: bool) -> Ex
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn print_config(cluster: &Cluster) -> ExitCode {
+    match serde_json::to_string_pretty(&cluster.normalized()) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgnode: cannot print the config: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
