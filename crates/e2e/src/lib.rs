@@ -13,6 +13,8 @@ use std::fmt;
 pub mod checks;
 pub mod cluster;
 pub mod inventory;
+pub mod ledger;
+pub mod load;
 pub mod node;
 pub mod process;
 pub mod runner;
@@ -21,6 +23,7 @@ pub mod text;
 pub mod wait;
 
 pub use cluster::Cluster;
+pub use load::{Ledger, LedgerReport, Pgbench, PgbenchReport};
 pub use node::Node;
 pub use runner::{Check, Ctx};
 pub use target::{Command, Output, Target};
