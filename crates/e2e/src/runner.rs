@@ -161,3 +161,6 @@ pub fn select(all: &[Check], names: &[String]) -> std::result::Result<Vec<Check>
         .filter_map(|n| all.iter().find(|c| c.name == n.as_str()).copied())
         .collect())
 }
+
+#[cfg(test)]
+mod tests;
