@@ -168,6 +168,8 @@ pub struct SshHost {
 pub struct Ssh {
     pub hosts: BTreeMap<String, SshHost>,
     pub netns: Option<PathBuf>,
+    /// Where pgnode's files are on the hosts: Ansible's by default.
+    pub layout: GuestLayout,
 }
 
 impl Ssh {
@@ -197,7 +199,11 @@ impl Ssh {
                 })?;
             hosts.insert(n.name.to_string(), ssh_host(&addr, &inv.vars(&host)));
         }
-        Ok(Ssh { hosts, netns })
+        Ok(Ssh {
+            hosts,
+            netns,
+            layout: GuestLayout::ansible(),
+        })
     }
 
     /// The local process for `cmd` on `node`. Err: a node the inventory did not name.
@@ -224,12 +230,9 @@ impl Ssh {
             argv.extend(["-i".to_string(), k.clone()]);
         }
         argv.extend(h.extra.iter().cloned());
-        let remote = quote_argv(&cmd.argv);
-        let remote = if h.user == "root" {
-            remote
-        } else {
-            format!("sudo -n -- {remote}")
-        };
+        // From / as the lab's exec does: runuser'd tools then do not warn about root's home.
+        let sudo = if h.user == "root" { "" } else { "sudo -n -- " };
+        let remote = format!("cd / && {sudo}{}", quote_argv(&cmd.argv));
         argv.extend([format!("{}@{}", h.user, h.address), "--".into(), remote]);
         Ok(Local {
             argv,
@@ -262,7 +265,7 @@ impl Target for Ssh {
         "ssh"
     }
     fn layout(&self) -> GuestLayout {
-        GuestLayout::ansible()
+        self.layout.clone()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, ValueEnum};
 
 use pgnode_e2e::inventory::Ssh;
-use pgnode_e2e::target::{Lab, Target, Vagrant};
+use pgnode_e2e::target::{GuestLayout, Lab, Target, Vagrant};
 use pgnode_e2e::{checks, runner, Cluster};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -20,6 +20,12 @@ enum TargetKind {
     Vagrant,
     /// Hosts of an Ansible inventory (ssh root@ADDR), as provision/ansible sets them up.
     Ssh,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Layout {
+    Ansible,
+    Vagrant,
 }
 
 /// pgnode's end-to-end checks against a running cluster. Ends with `N passed, N failed`; exit 0
@@ -42,6 +48,10 @@ struct Args {
     /// Network namespace to run ssh in (e.g. `provision/lab netns`), for --target ssh.
     #[arg(long)]
     netns: Option<PathBuf>,
+    /// Where pgnode's files are on the nodes, for --target ssh: `ansible` (/etc/pgnode, the
+    /// playbook's) or `vagrant` (/vagrant, the synced folder the lab mounts too).
+    #[arg(long, value_enum, default_value = "ansible")]
+    layout: Layout,
     /// Print the check names, in run order, one a line, and exit.
     #[arg(long)]
     list: bool,
@@ -115,7 +125,11 @@ fn setup(args: &Args) -> Result<Cluster, String> {
                 .inventory
                 .as_ref()
                 .ok_or("--target ssh needs --inventory PATH")?;
-            Arc::new(Ssh::from_inventory(inv, &parsed, args.netns.clone())?)
+            let mut ssh = Ssh::from_inventory(inv, &parsed, args.netns.clone())?;
+            if let Layout::Vagrant = args.layout {
+                ssh.layout = GuestLayout::vagrant();
+            }
+            Arc::new(ssh)
         }
     };
     Cluster::new(parsed, target)

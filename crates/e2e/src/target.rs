@@ -230,7 +230,7 @@ impl Target for Lab {
     }
 }
 
-/// Vagrant: `vagrant ssh NODE --no-tty -c 'sudo -n -- argv...'` from the directory of the
+/// Vagrant: `vagrant ssh NODE --no-tty -c 'cd / && sudo -n -- argv...'` from the directory of the
 /// Vagrantfile. The remote side runs the string through the login shell, hence the quoting.
 #[derive(Debug, Clone)]
 pub struct Vagrant {
@@ -240,7 +240,8 @@ pub struct Vagrant {
 impl Vagrant {
     /// The local process for `cmd` on `node`.
     pub fn exec_local(&self, node: &str, cmd: &Command) -> Local {
-        let remote = format!("sudo -n -- {}", quote_argv(&cmd.argv));
+        // From / as the lab's exec does: runuser'd tools then do not warn about the home directory.
+        let remote = format!("cd / && sudo -n -- {}", quote_argv(&cmd.argv));
         Local {
             argv: ["vagrant", "ssh", node, "--no-tty", "-c", &remote]
                 .iter()
@@ -307,7 +308,7 @@ mod tests {
         assert_eq!(&l.argv[..5], ["vagrant", "ssh", "slave", "--no-tty", "-c"]);
         assert_eq!(
             l.argv[5],
-            "sudo -n -- psql -c 'select '\\''a b'\\''; -- $HOME \"x\"\nselect 1'"
+            "cd / && sudo -n -- psql -c 'select '\\''a b'\\''; -- $HOME \"x\"\nselect 1'"
         );
         assert_eq!(l.cwd.as_deref(), Some(Path::new("/repo")));
     }

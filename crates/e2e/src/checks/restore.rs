@@ -232,10 +232,12 @@ fn wait_for_target(backup: &Node) -> Result<String> {
         "recovery to reach its target (promoted or paused)",
         Duration::from_secs(120),
         || {
-            let state = restored_sql(backup, q)?.combined().trim().to_string();
+            // stdout only: a warning on stderr (a home directory runuser cannot enter) is no state.
+            let out = restored_sql(backup, q)?;
+            let state = out.stdout.trim().to_string();
             match state.as_str() {
                 "promoted" | "paused" => Ok(Some(state)),
-                _ => pending(format!("state: {state}")),
+                _ => pending(format!("state: {}", out.combined().trim())),
             }
         },
     )

@@ -52,6 +52,7 @@ fn ssh_command_line_quotes_hostile_argv_once() {
     let ssh = Ssh {
         hosts,
         netns: Some("/run/netns/pgnode-lab-e7".into()),
+        layout: GuestLayout::ansible(),
     };
     let cmd = Command::new(&["psql", "-c", "select 'x'; -- $(id)\nselect \"y\""]);
     let l = ssh.exec_local("master", &cmd).unwrap();
@@ -60,7 +61,7 @@ fn ssh_command_line_quotes_hostile_argv_once() {
     assert_eq!(tail[1], "--");
     assert_eq!(
         tail[2],
-        "psql -c 'select '\\''x'\\''; -- $(id)\nselect \"y\"'"
+        "cd / && psql -c 'select '\\''x'\\''; -- $(id)\nselect \"y\"'"
     );
     assert_eq!(
         &l.argv[..3],
@@ -84,11 +85,12 @@ fn non_root_users_go_through_sudo() {
     let ssh = Ssh {
         hosts: [("slave".to_string(), ssh_host("10.0.0.2", &vars))].into(),
         netns: None,
+        layout: GuestLayout::ansible(),
     };
     let l = ssh
         .exec_local("slave", &Command::new(&["cat", "a b"]))
         .unwrap();
-    assert_eq!(l.argv.last().unwrap(), "sudo -n -- cat 'a b'");
+    assert_eq!(l.argv.last().unwrap(), "cd / && sudo -n -- cat 'a b'");
     assert_eq!(l.argv[0], "ssh");
 }
 
