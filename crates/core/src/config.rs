@@ -243,7 +243,7 @@ pub struct SlotName(String);
 pub struct Port(u16);
 
 /// The PostgreSQL major version to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MajorSpec {
     /// The distribution's default (15 on Debian 12, 17 on Debian 13).
     Auto,
@@ -920,6 +920,8 @@ fn is_cron_schedule(s: &str) -> bool {
             .iter()
             .all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)))
 }
+
+mod normalized;
 
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,9 @@ enum Command {
     },
     /// Create the secrets file beside the config if it does not exist (never prints secrets).
     Secrets,
+    /// Print the validated config as JSON: defaults filled in, nodes in provisioning order
+    /// (what the lab, the Vagrantfile and the Ansible wrapper read). Exit 2 when invalid.
+    Config,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
             status(cluster, role, cli.node.as_deref(), &cli.config, json)
         }
         Some(Command::Secrets) => make_secrets(&cluster, &cli.config),
+        Some(Command::Config) => print_config(&cluster),
         None => match cli.role {
             Some(role) => converge(cluster, role, &cli),
             None => {
@@ -225,6 +229,19 @@ fn status(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn print_config(cluster: &Cluster) -> ExitCode {
+    match serde_json::to_string_pretty(&cluster.normalized()) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgnode: cannot print the config: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
