@@ -70,6 +70,29 @@ pub fn may_run(cluster: &Cluster, role: Role, dry_run: bool) -> Result<(), Strin
     Err(msg)
 }
 
+/// The effective uid of this process (from /proc/self/status: no libc needed).
+pub fn effective_uid() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_uid(&text)
+}
+
+fn parse_uid(status: &str) -> Option<u32> {
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// A converge installs packages, writes /etc and runs commands as postgres and barman: refuse
+/// it up front as another user rather than fail half-way through.
+pub fn must_be_root() -> Result<(), String> {
+    match effective_uid() {
+        Some(0) => Ok(()),
+        Some(uid) => Err(format!(
+            "must run as root (running as uid {uid}): a role installs packages, writes /etc and runs commands as postgres and barman; use sudo, or --dry-run to see the plan"
+        )),
+        None => Err("cannot read /proc/self/status to tell whether this runs as root".into()),
+    }
+}
+
 /// Takes the node-wide run lock (released when the file is dropped, or when the process dies).
 pub fn lock(path: &std::path::Path) -> Result<std::fs::File, String> {
     let f = std::fs::OpenOptions::new()
@@ -101,6 +124,12 @@ mod tests {
         drop(first);
         assert!(lock(&p).is_ok());
         std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn reads_the_effective_uid() {
+        assert_eq!(parse_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n"), Some(0));
+        assert!(effective_uid().is_some());
     }
 
     #[test]

@@ -86,18 +86,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Everything that makes a run bad input, checked before the first step so that a refused run
+/// changes nothing: the flags, root (a real converge only: a dry run or a scratch root needs
+/// none), the machine's address, and a secrets file that exists but is unusable (pgnode
+/// refuses it rather than repairing it: a wrong mode may mean it was copied somewhere).
+fn preflight(cluster: &Cluster, role: Role, cli: &Cli) -> Result<(), String> {
+    if cli.reclone && role != Role::Slave {
+        return Err("--reclone is for the slave role only".into());
+    }
+    if !cli.dry_run && cli.root == Path::new("/") {
+        host::must_be_root()?;
+    }
+    host::may_run(cluster, role, cli.dry_run)?;
+    let users: Vec<&str> = cluster.pg_users().iter().map(|u| u.as_str()).collect();
+    secrets::load(&secrets::path_for(&cli.config), &users).map_err(|e| chain(&e))?;
+    Ok(())
+}
+
 fn usage_error(e: &Error) -> ExitCode {
     eprintln!("pgnode: {}", chain(e));
     ExitCode::from(2)
 }
 
 fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
-    if let Err(msg) = host::may_run(&cluster, role, cli.dry_run) {
+    if let Err(msg) = preflight(&cluster, role, cli) {
         eprintln!("pgnode: {msg}");
-        return ExitCode::from(2);
-    }
-    if cli.reclone && role != Role::Slave {
-        eprintln!("pgnode: --reclone is for the slave role only");
         return ExitCode::from(2);
     }
     let mut ctx = match Ctx::new(cluster, role, &cli.root, &cli.config, cli.dry_run) {
@@ -244,6 +257,8 @@ fn make_secrets(cluster: &Cluster, config: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        // An unusable existing file is bad input (exit 2); a failing ssh-keygen is not.
+        Err(e @ Error::Secrets { .. }) => usage_error(&e),
         Err(e) => {
             eprintln!("pgnode: {}", chain(&e));
             ExitCode::from(1)
