@@ -65,7 +65,7 @@ mod tests {
         assert_eq!(v["postgresql"]["major"], "auto");
         assert_eq!(v["postgresql"]["port"], 5432);
         assert_eq!(v["postgresql"]["hot_standby_feedback"], true);
-        assert_eq!(v["replication"]["slot"], "pg_slot_1");
+        assert_eq!(v["replication"]["user"], "streaming_user");
         assert_eq!(v["barman"]["backup_schedule"], "0 3 * * *");
     }
 
