@@ -27,6 +27,7 @@ const TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("name", Kind::Str),
             ("role", Kind::Str),
             ("address", Kind::Str),
+            ("slot", Kind::Str),
         ],
     ),
     ("network", &[("prefix", Kind::Uint)]),
