@@ -29,9 +29,15 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     })?;
     cx.note(flat(&rows));
     let q = "select slot_name, active from pg_replication_slots order by 1";
-    let (repl_slot, barman_slot) = (c.replication.slot.as_str(), c.barman.slot.as_str());
-    let what = format!("slots {repl_slot} and {barman_slot} both active on {primary}");
-    let want = [format!("{barman_slot}|t"), format!("{repl_slot}|t")];
+    // Every standby through its own slot, and Barman through its slot.
+    let mut slots: Vec<&str> = c
+        .standbys()
+        .iter()
+        .filter_map(|n| n.slot.as_ref().map(|s| s.as_str()))
+        .collect();
+    slots.push(c.barman.slot.as_str());
+    let what = format!("slots {} all active on {primary}", slots.join(", "));
+    let want: Vec<String> = slots.iter().map(|s| format!("{s}|t")).collect();
     let slots = wait_for(&what, Duration::from_secs(90), || {
         let out = primary.sql("postgres", q)?;
         if want.iter().all(|w| out.lines().any(|l| l == w)) {
