@@ -45,6 +45,9 @@ pub fn remote(os_user: &str, conninfo: &str, passfile: &Path, sql: &str) -> Cmd 
             .user(os_user)
             .env("PGPASSFILE", passfile.to_string_lossy())
             .env("PGCONNECT_TIMEOUT", "5")
+            // Connections between nodes verify the server against the cluster CA.
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", crate::tls::CA_FILE)
             .args(["-d", conninfo]),
     )
     .stdin(sql)
