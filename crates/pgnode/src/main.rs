@@ -254,7 +254,9 @@ fn status(
 fn print_config(cluster: &Cluster) -> ExitCode {
     match serde_json::to_string_pretty(&cluster.normalized()) {
         Ok(text) => {
-            println!("{text}");
+            // A reader that stops early (`| head`) is not an error worth a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
