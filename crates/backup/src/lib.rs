@@ -25,6 +25,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
         "cron",
         "openssh-server",
         "openssh-client",
+        "openssl",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -95,6 +96,14 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             "root",
             0o644,
         ),
+        // Root-owned and not writable by barman: the account it restricts cannot change it.
+        FileSpec::new(
+            render::PUT_WAL_ONLY,
+            t.render("put-wal-only", &data)?,
+            "root",
+            0o755,
+        ),
+        render::ca_file(ctx)?,
         FileSpec::new(
             "/etc/cron.d/pgnode-barman",
             t.render("barman-cron", &data)?,

@@ -20,6 +20,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
         format!("postgresql-client-{m}"),
         "barman-cli".into(),
         "openssh-client".into(),
+        "openssl".into(),
     ]
 }
 

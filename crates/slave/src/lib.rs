@@ -15,7 +15,7 @@ use pgnode_core::{Ctx, Result, Step};
 mod clone;
 pub mod status;
 
-/// Packages the standby needs (openssh-client only so that it can generate the cluster's
+/// Packages the standby needs (openssh-client and openssl only so that it can generate the cluster's
 /// secrets if it happens to run first).
 pub fn packages(ctx: &Ctx) -> Vec<String> {
     let m = ctx.major;
@@ -23,6 +23,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
         format!("postgresql-{m}"),
         format!("postgresql-client-{m}"),
         "openssh-client".into(),
+        "openssl".into(),
     ]
 }
 

@@ -7,14 +7,19 @@ use crate::check;
 use crate::runner::Check;
 
 mod backup;
+mod backup_idle;
+mod bad_config;
 mod drift;
+mod forced_command;
 mod idempotence;
 mod network;
 mod replication;
 mod restore;
+mod secrets_hidden;
 mod security;
 mod standby;
 mod status;
+mod tls;
 
 /// Every check, in run order.
 pub const ALL: &[Check] = &[
@@ -22,9 +27,14 @@ pub const ALL: &[Check] = &[
     check!("replication", replication::run),
     check!("standby", standby::run),
     check!("backup", backup::run),
+    check!("backup-idle", backup_idle::run),
     check!("restore", restore::run),
     check!("idempotence", idempotence::run),
     check!("drift", drift::run),
     check!("status", status::run),
     check!("security", security::run),
+    check!("bad-config", bad_config::run),
+    check!("tls", tls::run),
+    check!("forced-command", forced_command::run),
+    check!("secrets-hidden", secrets_hidden::run),
 ];
