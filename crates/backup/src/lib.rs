@@ -11,6 +11,7 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{Ctx, Result, Step};
 
 mod barman;
+pub mod restore;
 pub mod status;
 
 pub use barman::{parse_backups, parse_check, Backup, CheckLine};

@@ -11,6 +11,7 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{secrets, Ctx, Error};
 
 mod host;
+mod restore;
 
 const DEFAULT_CONFIG: &str = "/vagrant/config/cluster.json";
 
@@ -55,6 +56,8 @@ enum Command {
     },
     /// Create the secrets file beside the config if it does not exist (never prints secrets).
     Secrets,
+    /// Backup node: restore a backup into a sandbox, start a throwaway server on it, report.
+    Restore(restore::RestoreArgs),
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Status { json, role }) => status(cluster, role, &cli.config, json),
         Some(Command::Secrets) => make_secrets(&cluster, &cli.config),
+        Some(Command::Restore(a)) => restore::run(cluster, &cli.config, a),
         None => match cli.role {
             Some(role) => converge(cluster, role, &cli),
             None => {
