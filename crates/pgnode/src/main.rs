@@ -32,6 +32,9 @@ struct Cli {
     /// Check every step and show what would change (with diffs) without changing anything.
     #[arg(long)]
     dry_run: bool,
+    /// Which node of the role this machine is (default: the one whose address it holds).
+    #[arg(long, global = true)]
+    node: Option<String>,
     /// Slave only: clone the master again (after its slot was invalidated); the current data
     /// directory is set aside beside it, not deleted.
     #[arg(long)]
@@ -56,6 +59,9 @@ enum Command {
     },
     /// Create the secrets file beside the config if it does not exist (never prints secrets).
     Secrets,
+    /// Print the validated config as JSON: defaults filled in, nodes in provisioning order
+    /// (what the lab, the Vagrantfile and the Ansible wrapper read). Exit 2 when invalid.
+    Config,
     /// Backup node: restore a backup into a sandbox, start a throwaway server on it, report.
     Restore(restore::RestoreArgs),
 }
@@ -73,8 +79,11 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     match cli.command {
-        Some(Command::Status { json, role }) => status(cluster, role, &cli.config, json),
+        Some(Command::Status { json, role }) => {
+            status(cluster, role, cli.node.as_deref(), &cli.config, json)
+        }
         Some(Command::Secrets) => make_secrets(&cluster, &cli.config),
+        Some(Command::Config) => print_config(&cluster),
         Some(Command::Restore(a)) => restore::run(cluster, &cli.config, a),
         None => match cli.role {
             Some(role) => converge(cluster, role, &cli),
@@ -92,15 +101,18 @@ fn usage_error(e: &Error) -> ExitCode {
 }
 
 fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
-    if let Err(msg) = host::may_run(&cluster, role, cli.dry_run) {
-        eprintln!("pgnode: {msg}");
-        return ExitCode::from(2);
-    }
+    let node = match host::resolve(&cluster, role, cli.node.as_deref(), cli.dry_run) {
+        Ok(n) => n.clone(),
+        Err(msg) => {
+            eprintln!("pgnode: {msg}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.reclone && role != Role::Slave {
         eprintln!("pgnode: --reclone is for the slave role only");
         return ExitCode::from(2);
     }
-    let mut ctx = match Ctx::new(cluster, role, &cli.root, &cli.config, cli.dry_run) {
+    let mut ctx = match Ctx::new(cluster, node, &cli.root, &cli.config, cli.dry_run) {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
@@ -186,15 +198,24 @@ fn print_entry(e: &Entry) {
     println!("{tag:>12}  {}{sep}{detail}  [{:.1}s]", e.step, e.seconds);
 }
 
-fn status(cluster: Cluster, role: Option<Role>, config: &Path, json: bool) -> ExitCode {
-    let role = match role.or_else(|| host::detect_role(&cluster)) {
-        Some(r) => r,
-        None => {
-            eprintln!("pgnode: cannot tell which node this is (no host name or local address matches the config): pass --role");
-            return ExitCode::from(2);
-        }
+fn status(
+    cluster: Cluster,
+    role: Option<Role>,
+    name: Option<&str>,
+    config: &Path,
+    json: bool,
+) -> ExitCode {
+    let node = match (name, role) {
+        (Some(n), _) => cluster.named(n),
+        (None, Some(r)) => host::local_of_role(&cluster, r),
+        (None, None) => host::detect_node(&cluster),
     };
-    let ctx = match Ctx::new(cluster, role, Path::new("/"), config, false) {
+    let Some(node) = node.cloned() else {
+        eprintln!("pgnode: cannot tell which node this is (no host name or local address matches the config): pass --node NAME or --role");
+        return ExitCode::from(2);
+    };
+    let role = node.role;
+    let ctx = match Ctx::new(cluster, node, Path::new("/"), config, false) {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
@@ -212,6 +233,21 @@ fn status(cluster: Cluster, role: Option<Role>, config: &Path, json: bool) -> Ex
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn print_config(cluster: &Cluster) -> ExitCode {
+    match serde_json::to_string_pretty(&cluster.normalized()) {
+        Ok(text) => {
+            // A reader that stops early (`| head`) is not an error worth a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pgnode: cannot print the config: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

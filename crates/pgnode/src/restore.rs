@@ -61,15 +61,16 @@ pub fn run(cluster: Cluster, config: &Path, a: RestoreArgs) -> ExitCode {
             Err(msg) => return usage(msg),
         }
     };
-    if let Err(msg) = host::may_run(&cluster, Role::Backup, false) {
-        return usage(format!("{msg} (restores run on the backup node)"));
-    }
+    let node = match host::resolve(&cluster, Role::Backup, None, false) {
+        Ok(n) => n.clone(),
+        Err(msg) => return usage(format!("{msg} (restores run on the backup node)")),
+    };
     if !is_root() {
         return usage(
             "must run as root (it runs barman and the restored server as user barman)".into(),
         );
     }
-    let ctx = match Ctx::new(cluster, Role::Backup, Path::new("/"), config, false) {
+    let ctx = match Ctx::new(cluster, node, Path::new("/"), config, false) {
         Ok(c) => c,
         Err(e) => return usage(chain(&e)),
     };
