@@ -42,7 +42,9 @@ pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
 ///
 /// Errors: a template or secrets failure.
 pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
-    let data = render::data(ctx)?;
+    let mut data = render::data(ctx)?;
+    // The drill's cron line runs pgnode with the config this run was given.
+    data["config_path"] = ctx.config_path.to_string_lossy().into_owned().into();
     let b = &ctx.cluster.barman;
     let host = ctx.cluster.master.address.to_string();
     let pgpass = render::pgpass(

@@ -166,6 +166,7 @@ struct RawBarman {
     minimum_redundancy: u32,
     last_backup_maximum_age: String,
     backup_schedule: String,
+    restore_drill_schedule: String,
 }
 
 impl Default for RawBarman {
@@ -179,6 +180,8 @@ impl Default for RawBarman {
             minimum_redundancy: 1,
             last_backup_maximum_age: "7 DAYS".into(),
             backup_schedule: "0 3 * * *".into(),
+            // Daily, two hours after the default base backup: the drill restores the newest.
+            restore_drill_schedule: "0 5 * * *".into(),
         }
     }
 }
@@ -222,6 +225,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "minimum_redundancy",
             "last_backup_maximum_age",
             "backup_schedule",
+            "restore_drill_schedule",
         ],
     ),
 ];
@@ -364,6 +368,8 @@ pub struct Barman {
     pub minimum_redundancy: u32,
     pub last_backup_maximum_age: String,
     pub backup_schedule: String,
+    /// When `pgnode restore --drill` restores and checks the newest backup (cron, 5 fields).
+    pub restore_drill_schedule: String,
 }
 
 /// A fully validated cluster description.
@@ -818,6 +824,15 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
             ),
         );
     }
+    if !is_cron_schedule(&raw.restore_drill_schedule) {
+        v.bad(
+            "barman.restore_drill_schedule",
+            format!(
+                "{:?} is not a five-field cron schedule such as \"0 5 * * *\"",
+                raw.restore_drill_schedule
+            ),
+        );
+    }
     if !is_cron_schedule(&raw.backup_schedule) {
         v.bad(
             "barman.backup_schedule",
@@ -836,6 +851,7 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
         minimum_redundancy: raw.minimum_redundancy,
         last_backup_maximum_age: raw.last_backup_maximum_age.to_uppercase(),
         backup_schedule: raw.backup_schedule.clone(),
+        restore_drill_schedule: raw.restore_drill_schedule.clone(),
     }
 }
 

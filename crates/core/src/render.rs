@@ -61,6 +61,7 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
             "minimum_redundancy": c.barman.minimum_redundancy,
             "last_backup_maximum_age": c.barman.last_backup_maximum_age,
             "backup_schedule": c.barman.backup_schedule,
+            "restore_drill_schedule": c.barman.restore_drill_schedule,
         },
         "bin_dir": ctx.bin_dir().to_string_lossy(),
         "pgpass": postgres_pgpass(),

@@ -37,6 +37,10 @@ pub struct RestoreArgs {
     /// Stop and remove a restored server kept with --keep (or left by a killed run).
     #[arg(long, conflicts_with_all = ["latest", "target_time", "target_lsn", "target_name", "backup", "keep"])]
     discard: bool,
+    /// The restore drill (what the schedule runs): restore the newest backup to a fresh
+    /// restore point, check the copy, record the result for `pgnode status`.
+    #[arg(long, conflicts_with_all = ["latest", "target_time", "target_lsn", "target_name", "backup", "keep", "discard"])]
+    drill: bool,
 }
 
 /// Runs `pgnode restore`: 0 restored, 1 it failed, 2 bad usage.
@@ -53,7 +57,7 @@ pub fn run(cluster: Cluster, config: &Path, a: RestoreArgs) -> ExitCode {
         backup: a.backup,
         keep: a.keep,
     };
-    let req = if a.discard {
+    let req = if a.discard || a.drill {
         None
     } else {
         match restore::args::request(&flags) {
@@ -75,6 +79,9 @@ pub fn run(cluster: Cluster, config: &Path, a: RestoreArgs) -> ExitCode {
         Err(e) => return usage(chain(&e)),
     };
     let root = Path::new(restore::SANDBOX);
+    if a.drill {
+        return drill(&ctx, root);
+    }
     let result = match req {
         None => restore::discard(root).map(|done| {
             for l in &done {
@@ -104,4 +111,34 @@ fn is_root() -> bool {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
         .unwrap_or(false)
+}
+
+fn drill(ctx: &Ctx, root: &Path) -> ExitCode {
+    let state = Path::new(restore::state::STATE);
+    let s = restore::drill::drill(ctx, root, state, &mut |l| println!("  {l}"));
+    for c in &s.checks {
+        println!(
+            "{:>8}  {}: {}",
+            if c.ok { "ok" } else { "FAILED" },
+            c.name,
+            c.detail
+        );
+    }
+    println!(
+        "restore drill {} in {:.1}s (backup {}, restore point {}); recorded in {}",
+        if s.ok { "OK" } else { "FAILED" },
+        s.seconds,
+        if s.backup.is_empty() {
+            "none"
+        } else {
+            &s.backup
+        },
+        s.restore_point,
+        state.display()
+    );
+    if s.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

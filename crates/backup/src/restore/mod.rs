@@ -12,11 +12,13 @@ use pgnode_core::{system, Ctx, Error, Result};
 use crate::barman::{backups, barman, Backup};
 
 pub mod args;
+pub mod drill;
 pub mod sandbox;
 pub mod server;
+pub mod state;
 
 pub use args::{Flags, Request, Target};
-use sandbox::Sandbox;
+pub use sandbox::Sandbox;
 pub use sandbox::SANDBOX;
 use server::Found;
 
@@ -153,6 +155,19 @@ fn recover_and_start(
 /// Errors: [`Error::Refused`] (no usable backup, a kept server, another run), Barman's or the
 /// server's failure (with the server log's tail); the sandbox is cleaned on failure.
 pub fn run(ctx: &Ctx, root: &Path, req: &Request, say: &mut dyn FnMut(String)) -> Result<Outcome> {
+    run_then(ctx, root, req, say, &mut |_, _| Ok(()))
+}
+
+/// [`run`], calling `then` on the promoted copy (the drill's checks) before it is stopped.
+///
+/// Errors: as [`run`], and `then`'s error.
+pub fn run_then(
+    ctx: &Ctx,
+    root: &Path,
+    req: &Request,
+    say: &mut dyn FnMut(String),
+    then: &mut dyn FnMut(&Sandbox, &Outcome) -> Result<()>,
+) -> Result<Outcome> {
     let start = Instant::now();
     let sb = open_clean(root, say)?;
     let b = args::choose_backup(req, &backups(ctx)?).map_err(Error::Refused)?;
@@ -182,6 +197,12 @@ pub fn run(ctx: &Ctx, root: &Path, req: &Request, say: &mut dyn FnMut(String)) -
         total_seconds: start.elapsed().as_secs_f64(),
         kept: req.keep,
     };
+    let checked = then(&sb, &out);
+    if checked.is_err() && !req.keep {
+        let _ = server::stop(&sb, &major);
+        let _ = sb.clean();
+    }
+    checked?;
     if req.keep {
         sb.mark_kept(&format!(
             "PostgreSQL {major}, socket {}, port {}",

@@ -95,6 +95,11 @@ fn pg_ctl(sb: &Sandbox, major: &str) -> Cmd {
 
 /// psql to the throwaway server as its superuser (peer, mapped from barman).
 pub fn psql(sb: &Sandbox, sql: &str) -> Cmd {
+    psql_db(sb, "postgres", sql)
+}
+
+/// psql to one database of the throwaway server.
+pub fn psql_db(sb: &Sandbox, db: &str, sql: &str) -> Cmd {
     Cmd::new("psql")
         .user("barman")
         .args([
@@ -108,7 +113,7 @@ pub fn psql(sb: &Sandbox, sql: &str) -> Cmd {
             "\u{1f}",
         ])
         .args(["-h", &sb.sock().to_string_lossy(), "-p", &PORT.to_string()])
-        .args(["-U", "postgres", "-d", "postgres", "-f", "-"])
+        .args(["-U", "postgres", "-d", db, "-f", "-"])
         .stdin(sql)
 }
 
