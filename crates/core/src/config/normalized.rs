@@ -63,6 +63,7 @@ mod tests {
         assert_eq!(v["postgresql"]["hot_standby_feedback"], true);
         assert_eq!(v["nodes"][1]["slot"], "pg_slot_1");
         assert_eq!(v["nodes"][0]["address"], "192.168.11.101");
+        assert_eq!(v["replication"]["user"], "streaming_user");
         assert_eq!(v["barman"]["backup_schedule"], "0 3 * * *");
     }
 
