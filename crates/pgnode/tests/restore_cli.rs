@@ -24,15 +24,30 @@ fn run(args: &[&str]) -> (i32, String) {
 fn bad_restore_usage_exits_2_and_names_the_problem() {
     let cases: &[(&[&str], &str)] = &[
         (&[], "exactly one of --latest, --target-time"),
-        (&["--latest", "--target-name", "x"], "got --latest and --target-name"),
-        (&["--target-time", "yesterday"], "--target-time \"yesterday\""),
+        (
+            &["--latest", "--target-name", "x"],
+            "got --latest and --target-name",
+        ),
+        (
+            &["--target-time", "yesterday"],
+            "--target-time \"yesterday\"",
+        ),
         (&["--target-time", "2026-11-26 10:00:00"], "no time zone"),
-        (&["--target-time", "2026-02-30 10:00:00+00"], "day 30 is out of range"),
+        (
+            &["--target-time", "2026-02-30 10:00:00+00"],
+            "day 30 is out of range",
+        ),
         (&["--target-lsn", "0/XYZ"], "--target-lsn \"0/XYZ\""),
         (&["--target-name", "it's"], "--target-name"),
         (&["--latest", "--backup", "../etc"], "--backup \"../etc\""),
-        (&["--discard", "--latest"], "'--discard' cannot be used with '--latest'"),
-        (&["--drill", "--keep"], "'--drill' cannot be used with '--keep'"),
+        (
+            &["--discard", "--latest"],
+            "'--discard' cannot be used with '--latest'",
+        ),
+        (
+            &["--drill", "--keep"],
+            "'--drill' cannot be used with '--keep'",
+        ),
         // Valid flags on a machine that is not the backup node (no test machine holds
         // 192.168.11.103 outside the lab's own namespace).
         (&["--latest"], "restores run on the backup node"),

@@ -70,7 +70,7 @@ fn open_clean(root: &Path, say: &mut dyn FnMut(String)) -> Result<Sandbox> {
     let sb = Sandbox::open(root, Some(barman_ids()?))?;
     sb.refuse_if_kept()?;
     for line in sb.clean()? {
-        say(format!("leftover of an earlier run: {line}"));
+        say(format!("left over by an earlier run: {line}"));
     }
     Ok(sb)
 }

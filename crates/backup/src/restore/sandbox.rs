@@ -134,7 +134,7 @@ impl Sandbox {
                 .args(["-D", &self.data().to_string_lossy()])
                 .args(["-m", "immediate", "-w", "-t", "60", "stop"])
                 .run()?;
-            done.push(format!("stopped the leftover server (pid {pid})"));
+            done.push(format!("stopped the restored server (pid {pid})"));
         }
         for dir in [self.data(), self.sock()] {
             match fs::symlink_metadata(&dir) {
