@@ -42,6 +42,12 @@ pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
 ///
 /// Errors: a template or secrets failure.
 pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
+    if !ctx.cluster.barman.incremental_schedule.is_empty() && ctx.major.get() < 17 {
+        return Err(pgnode_core::Error::Refused(format!(
+            "barman.incremental_schedule: incremental backups need PostgreSQL >= 17 and Barman >= 3.11; this node has PostgreSQL {}",
+            ctx.major
+        )));
+    }
     let mut data = render::data(ctx)?;
     // The drill's cron line runs pgnode with the config this run was given.
     data["config_path"] = ctx.config_path.to_string_lossy().into_owned().into();
