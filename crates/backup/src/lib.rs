@@ -11,6 +11,7 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{Ctx, Result, Step};
 
 mod barman;
+pub mod restore;
 pub mod status;
 
 pub use barman::{parse_backups, parse_check, Backup, CheckLine};
@@ -42,7 +43,15 @@ pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
 ///
 /// Errors: a template or secrets failure.
 pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
-    let data = render::data(ctx)?;
+    if !ctx.cluster.barman.incremental_schedule.is_empty() && ctx.major.get() < 17 {
+        return Err(pgnode_core::Error::Refused(format!(
+            "barman.incremental_schedule: incremental backups need PostgreSQL >= 17 and Barman >= 3.11; this node has PostgreSQL {}",
+            ctx.major
+        )));
+    }
+    let mut data = render::data(ctx)?;
+    // The drill's cron line runs pgnode with the config this run was given.
+    data["config_path"] = ctx.config_path.to_string_lossy().into_owned().into();
     let b = &ctx.cluster.barman;
     let host = ctx.cluster.master.address.to_string();
     let pgpass = render::pgpass(

@@ -102,3 +102,33 @@ fn parses_barman_backup_list() {
     assert!(parse_backups("master", "{}").unwrap().is_empty());
     assert!(parse_backups("master", "not json").is_err());
 }
+
+#[test]
+fn incremental_backups_only_from_postgresql_17() {
+    let shipped = include_str!("../../../config/cluster.json");
+    let mut v: serde_json::Value = serde_json::from_str(shipped).unwrap();
+    v["barman"]["incremental_schedule"] = "0 3 * * 1-6".into();
+    let text = v.to_string();
+    let ctx = golden::ctx_for(&text, "backup", 15);
+    let e = files(&ctx, &Templates::new()).unwrap_err().to_string();
+    assert!(
+        e.contains("barman.incremental_schedule") && e.contains("PostgreSQL 15"),
+        "{e}"
+    );
+    let ctx = golden::ctx_for(&text, "backup", 17);
+    let f = files(&ctx, &Templates::new()).unwrap();
+    let cron = f
+        .iter()
+        .find(|f| f.path.ends_with("pgnode-barman"))
+        .unwrap();
+    let cron = String::from_utf8(cron.content.clone()).unwrap();
+    assert!(
+        cron.contains("0 3 * * 1-6 barman [ -x /usr/bin/barman ] && /usr/bin/barman -q backup --incremental latest master"),
+        "{cron}"
+    );
+    let server = String::from_utf8(f[1].content.clone()).unwrap();
+    assert!(
+        server.contains("local_staging_path = /var/lib/barman/pgnode-staging"),
+        "{server}"
+    );
+}

@@ -9,6 +9,7 @@ use pgnode_core::files::FileSpec;
 use pgnode_core::templates::Templates;
 use pgnode_core::{render, Ctx, Result, Step};
 
+mod heartbeat;
 mod sql;
 pub mod status;
 
@@ -21,6 +22,8 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
         "barman-cli".into(),
         "openssh-client".into(),
         "openssl".into(),
+        // The heartbeat's schedule.
+        "cron".into(),
     ]
 }
 
@@ -69,6 +72,7 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             0o600,
         )
         .dir_mode(0o700),
+        heartbeat::cron_file(ctx),
     ]);
     Ok(files)
 }
@@ -88,6 +92,8 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(sql::role(ctx, c.barman.streaming_user.as_str(), true));
     steps.push(sql::role(ctx, c.barman.user.as_str(), false));
     steps.push(sql::barman_grants(ctx));
+    steps.push(heartbeat::table(ctx));
+    steps.push(common::service("cron".into()));
     for s in c.standbys() {
         steps.push(sql::slot(ctx, s.standby_slot()?.as_str()));
     }

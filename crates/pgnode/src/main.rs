@@ -11,6 +11,7 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{secrets, Ctx, Error};
 
 mod host;
+mod restore;
 
 const DEFAULT_CONFIG: &str = "/vagrant/config/cluster.json";
 
@@ -67,6 +68,8 @@ enum Command {
     /// Print the validated config as JSON: defaults filled in, nodes in provisioning order
     /// (what the lab, the Vagrantfile and the Ansible wrapper read). Exit 2 when invalid.
     Config,
+    /// Backup node: restore a backup into a sandbox, start a throwaway server on it, report.
+    Restore(restore::RestoreArgs),
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Secrets { rotate_tls }) => make_secrets(&cluster, &cli.config, rotate_tls),
         Some(Command::Config) => print_config(&cluster),
+        Some(Command::Restore(a)) => restore::run(cluster, &cli.config, a),
         None => match cli.role {
             Some(role) => converge(cluster, role, &cli),
             None => {

@@ -10,8 +10,10 @@ mod backup;
 mod backup_idle;
 mod bad_config;
 mod drift;
+mod drill;
 mod forced_command;
 mod idempotence;
+mod incremental;
 mod network;
 mod replication;
 mod restore;
@@ -29,6 +31,8 @@ pub const ALL: &[Check] = &[
     check!("backup", backup::run),
     check!("backup-idle", backup_idle::run),
     check!("restore", restore::run),
+    check!("drill", drill::run),
+    check!("incremental", incremental::run),
     check!("idempotence", idempotence::run),
     check!("drift", drift::run),
     check!("status", status::run),

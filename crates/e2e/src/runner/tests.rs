@@ -141,6 +141,8 @@ fn the_registry_lists_the_checks_in_order() {
             "backup",
             "backup-idle",
             "restore",
+            "drill",
+            "incremental",
             "idempotence",
             "drift",
             "status",
