@@ -98,6 +98,11 @@ fn log_tail(ctx: &Ctx) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// The WAL receiver's definitive failure from the standby's log, if that is its last word.
+pub fn receiver_verdict(ctx: &Ctx) -> Option<String> {
+    log_verdict(&log_tail(ctx))
+}
+
 /// The local WAL receiver's status ("streaming", ...), or "none".
 pub fn receiver_status(ctx: &Ctx) -> Result<String> {
     pg::scalar(&pg::local(
