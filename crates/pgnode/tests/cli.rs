@@ -224,3 +224,25 @@ fn dry_run_plans_into_a_scratch_root_and_changes_nothing() {
     std::fs::remove_dir_all(root).unwrap();
     std::fs::remove_dir_all(cfgdir).unwrap();
 }
+
+#[test]
+fn config_prints_the_normalized_config_and_refuses_an_invalid_one() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/cluster.json");
+    let o = pgnode(&["config", "--config", shipped.to_str().unwrap()]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(v["nodes"][0]["name"], "master");
+    assert_eq!(v["nodes"][2]["role"], "backup");
+    assert_eq!(v["network"]["subnet"], "192.168.11.0/24");
+    let d = scratch("config-bad");
+    let cfg = d.join("cluster.json");
+    std::fs::write(&cfg, shipped_config().replace("5432", "70000")).unwrap();
+    let o = pgnode(&["config", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("postgresql.port"), "{}", text(&o).1);
+    assert!(
+        o.stdout.is_empty(),
+        "nothing on stdout for an invalid config"
+    );
+    std::fs::remove_dir_all(d).unwrap();
+}

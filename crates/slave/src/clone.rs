@@ -299,7 +299,7 @@ fn base_backup(ctx: &Ctx, create_slot: bool) -> Result<()> {
             "-X",
             "stream",
             "-S",
-            c.replication.slot.as_str(),
+            ctx.node().standby_slot()?.as_str(),
             "-c",
             "fast",
             "-w",

@@ -35,7 +35,7 @@ pub fn read_slot(ctx: &Ctx) -> Result<SlotOnMaster> {
     if ctx.major.get() < 15 {
         return Ok(SlotOnMaster::Unknown);
     }
-    let slot = ctx.cluster.replication.slot.as_str();
+    let slot = ctx.node().standby_slot()?.as_str();
     let out =
         crate::clone::replication_psql(ctx, &format!("READ_REPLICATION_SLOT {slot};")).probe()?;
     if !out.success() {
@@ -59,7 +59,7 @@ pub fn parse_read_slot(rows: &[Vec<String>]) -> SlotOnMaster {
 ///
 /// Errors: the master refused the drop.
 pub fn drop_invalidated_slot(ctx: &Ctx) -> Result<()> {
-    let slot = ctx.cluster.replication.slot.as_str();
+    let slot = ctx.node().standby_slot()?.as_str();
     crate::clone::replication_psql(ctx, &format!("DROP_REPLICATION_SLOT {slot};")).run()?;
     Ok(())
 }
@@ -117,7 +117,7 @@ pub fn receiver_status(ctx: &Ctx) -> Result<String> {
 ///
 /// Errors: psql could not be run.
 pub fn blocker(ctx: &Ctx, settle: Duration) -> Result<Option<String>> {
-    let slot = ctx.cluster.replication.slot.as_str();
+    let slot = ctx.node().standby_slot()?.as_str();
     if read_slot(ctx)? == SlotOnMaster::Invalidated {
         return Ok(Some(format!(
             "slot {slot} on the master is invalidated (the WAL it held passed max_slot_wal_keep_size and is gone)"
