@@ -8,6 +8,15 @@ use crate::runner::Check;
 
 mod backup;
 mod drift;
+mod fault_backup_down;
+mod fault_concurrent;
+mod fault_interrupted;
+mod fault_partition;
+mod fault_primary_kill;
+mod fault_primary_poweroff;
+mod fault_reboot;
+mod fault_slot_lost;
+mod fault_standby_down;
 mod idempotence;
 mod network;
 mod replication;
@@ -27,4 +36,14 @@ pub const ALL: &[Check] = &[
     check!("drift", drift::run),
     check!("status", status::run),
     check!("security", security::run),
+    // The fault drills (issue 9): each leaves the cluster healthy and as configured.
+    check!("fault-standby-down", fault_standby_down::run),
+    check!("fault-slot-lost", fault_slot_lost::run),
+    check!("fault-partition", fault_partition::run),
+    check!("fault-primary-kill", fault_primary_kill::run),
+    check!("fault-primary-poweroff", fault_primary_poweroff::run),
+    check!("fault-backup-down", fault_backup_down::run),
+    check!("fault-reboot", fault_reboot::run),
+    check!("fault-interrupted", fault_interrupted::run),
+    check!("fault-concurrent", fault_concurrent::run),
 ];
