@@ -215,10 +215,12 @@ impl Clock {
     }
 }
 
-/// The evidence line the fault table is generated from: `fault-table: FAULT | DOES | ASSERTS | Ns`.
-pub fn table_line(cx: &Ctx, fault: &str, does: &str, asserts: &str, recovery_secs: f64) {
+/// The evidence line the fault table is generated from: `fault-table: FAULT | DOES | ASSERTS |
+/// RECOVERY` (seconds, or "none needed" for a fault that is refused rather than repaired).
+pub fn table_line(cx: &Ctx, fault: &str, does: &str, asserts: &str, recovery_secs: Option<f64>) {
+    let recovery = recovery_secs.map_or("none needed".to_string(), |s| format!("{s:.1}s"));
     cx.note(format!(
-        "fault-table: {fault} | {does} | {asserts} | {recovery_secs:.1}s"
+        "fault-table: {fault} | {does} | {asserts} | {recovery}"
     ));
 }
 

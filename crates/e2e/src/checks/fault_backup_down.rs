@@ -75,7 +75,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         "backup server down under load",
         "nothing by hand: PostgreSQL retries archive_command, Barman's cron restarts receive-wal",
         "archive_command failed while down; archiver and barman check OK after boot; Barman's WAL gapless up to the last acknowledged commit",
-        secs,
+        Some(secs),
     );
     Ok(())
 }

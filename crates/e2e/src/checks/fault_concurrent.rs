@@ -51,7 +51,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         "two pgnode runs at once on one node",
         "the second is refused at once (exit 2, names the first's PID), before checking anything",
         "exit 2 and the message while the first holds /run/pgnode.lock; the first converges",
-        0.0,
+        None,
     );
     Ok(())
 }

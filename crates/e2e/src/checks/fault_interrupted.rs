@@ -56,7 +56,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
             &format!("provisioning of {} killed at each of its {kills} step boundaries", node.role),
             "each rerun checks before it changes: finished steps are ok, the interrupted one is redone; files are written atomically",
             "no FAILED step in any rerun; last run failed=0, then changed=0; no duplicate roles/slots/servers, no temp files, one clone",
-            secs,
+            Some(secs),
         );
     }
     faults::all_healthy(cx, faults::HEAL)

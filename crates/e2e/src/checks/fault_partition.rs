@@ -60,7 +60,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         "network partition primary/standby (15 s)",
         "nothing: the WAL receiver resumes (the slot kept the WAL)",
         "no route during the cut, primary wrote on; standby streams and replays every acknowledged commit after",
-        secs,
+        Some(secs),
     );
     Ok(())
 }

@@ -29,7 +29,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         "primary killed (kill -9 of the postmaster)",
         "nothing beyond starting the service: crash recovery; the standby and Barman's receive-wal reconnect by themselves",
         "every acknowledged commit on primary and standby; every node's status healthy",
-        secs,
+        Some(secs),
     );
     Ok(())
 }

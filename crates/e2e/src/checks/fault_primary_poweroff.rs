@@ -26,7 +26,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         "primary hard power-off",
         "nothing: the service is enabled, crash recovery on boot; the standby and Barman reconnect by themselves",
         "every acknowledged commit on primary and standby; every node's status healthy, no provisioning run",
-        secs,
+        Some(secs),
     );
     Ok(())
 }

@@ -33,7 +33,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
             &format!("reboot of {} ({node})", node.role),
             "nothing: services enabled at converge; Barman's cron restarts receive-wal",
             "every node's status healthy without a provisioning run; every acknowledged commit present",
-            secs,
+            Some(secs),
         );
     }
     Ok(())

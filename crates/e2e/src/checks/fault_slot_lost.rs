@@ -108,7 +108,7 @@ fn drill(cx: &Ctx, hooks: &dyn faults::Faults, primary: &Node, standby: &Node) -
         "standby slot lost (max_slot_wal_keep_size)",
         "master: status names the lost slot, pg_wal stays bounded; slave role: detects it (READ_REPLICATION_SLOT, WAL receiver log), re-clones, keeps the old data directory aside",
         "wal_status lost; pg_wal <= bound; one rerun of the slave role converges, streams, every acknowledged commit present",
-        secs,
+        Some(secs),
     );
     Ok(())
 }

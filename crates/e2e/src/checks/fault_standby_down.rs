@@ -78,7 +78,7 @@ fn drill(cx: &Ctx, primary: &crate::Node, standby: &crate::Node) -> Result<()> {
         "standby down past wal_keep_size",
         "nothing to do: the slot kept the WAL; the standby catches up on start",
         "slot held > wal_keep_size; standby streams and replays every acknowledged commit",
-        secs,
+        Some(secs),
     );
     Ok(())
 }
