@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use pgnode_core::{pg, wait, Ctx, Error, Result};
 
-/// The messages after which the WAL receiver can never succeed against this master.
-const BLOCKERS: [&str; 2] = [
+/// The messages after which the WAL receiver can never succeed against this master (the
+/// walsender's wording for an invalidated slot changed across majors; all are listed).
+const BLOCKERS: [&str; 4] = [
     "cannot read from replication slot",
+    "can no longer access replication slot",
+    "can no longer get changes from replication slot",
     "has already been removed",
 ];
 
