@@ -143,7 +143,12 @@ fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
     } else {
         match host::lock(&ctx.path(Path::new("/run/pgnode.lock"))) {
             Ok(f) => Some(f),
-            Err(msg) => {
+            // A second run is refused like bad usage (exit 2): nothing was checked or touched.
+            Err(host::LockError::Held(msg)) => {
+                eprintln!("pgnode: {msg}");
+                return ExitCode::from(2);
+            }
+            Err(host::LockError::Io(msg)) => {
                 eprintln!("pgnode: {msg}");
                 return ExitCode::from(1);
             }

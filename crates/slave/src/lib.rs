@@ -13,6 +13,7 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{Ctx, Result, Step};
 
 mod clone;
+pub mod repair;
 pub mod status;
 
 /// Packages the standby needs (openssh-client and openssl only so that it can generate the cluster's
@@ -99,12 +100,12 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.extend(files(ctx, t)?.into_iter().map(|f| Step::file(ctx, f)));
     let state = std::rc::Rc::new(clone::MasterFacts::default());
     steps.push(clone::master_answers(ctx, state.clone()));
-    steps.push(clone::clone_step(ctx, state, marker.clone()));
-    steps.push(Step::file(ctx, marker));
+    steps.push(clone::clone_step(ctx, state.clone(), marker.clone()));
+    steps.push(Step::file(ctx, marker.clone()));
     steps.push(common::service(ctx.service()));
     steps.push(common::pg_ready(ctx));
     steps.push(common::pg_settings_loaded(ctx));
-    steps.push(clone::streaming(ctx));
+    steps.push(clone::streaming(ctx, state, marker));
     Ok(steps)
 }
 

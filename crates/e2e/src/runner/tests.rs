@@ -150,7 +150,16 @@ fn the_registry_lists_the_checks_in_order() {
             "bad-config",
             "tls",
             "forced-command",
-            "secrets-hidden"
+            "secrets-hidden",
+            "fault-standby-down",
+            "fault-slot-lost",
+            "fault-partition",
+            "fault-primary-kill",
+            "fault-primary-poweroff",
+            "fault-backup-down",
+            "fault-reboot",
+            "fault-interrupted",
+            "fault-concurrent",
         ]
     );
 }
