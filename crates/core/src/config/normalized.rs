@@ -24,7 +24,14 @@ impl Cluster {
         let nodes: Vec<Value> = self
             .nodes()
             .iter()
-            .map(|n| json!({ "name": n.name, "role": n.role, "address": n.address.to_string() }))
+            .map(|n| {
+                let mut v =
+                    json!({ "name": n.name, "role": n.role, "address": n.address.to_string() });
+                if let Some(slot) = &n.slot {
+                    v["slot"] = json!(slot);
+                }
+                v
+            })
             .collect();
         json!({
             "version": 1,
@@ -65,7 +72,9 @@ mod tests {
         assert_eq!(v["postgresql"]["major"], "auto");
         assert_eq!(v["postgresql"]["port"], 5432);
         assert_eq!(v["postgresql"]["hot_standby_feedback"], true);
-        assert_eq!(v["replication"]["slot"], "pg_slot_1");
+        assert_eq!(v["replication"]["user"], "streaming_user");
+        assert_eq!(v["nodes"][1]["slot"], "pg_slot_1");
+        assert!(v["nodes"][0].get("slot").is_none());
         assert_eq!(v["barman"]["backup_schedule"], "0 3 * * *");
     }
 
