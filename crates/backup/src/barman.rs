@@ -226,6 +226,11 @@ pub fn receive_wal(ctx: &Ctx) -> Step<'_> {
                     || receive_wal_streaming(ctx),
                 )
             };
+            // A receive-wal still attached to a former primary (or stuck on its timeline,
+            // barman issue #1035) must not survive a change of primary: restart it.
+            barman(&["receive-wal", "--stop", server])
+                .discard_output()
+                .probe()?;
             match start() {
                 Err(Error::Timeout { .. }) if wal_already_removed(server)? => {
                     // The primary no longer has the WAL receive-wal wants (e.g. its slot was
@@ -305,17 +310,62 @@ pub fn check(ctx: &Ctx, strict: bool) -> Step<'_> {
     )
 }
 
-/// A base backup exists (DONE); the first one is taken now, later ones on the schedule.
+/// The primary's current timeline (from its current WAL file name).
+fn primary_timeline(ctx: &Ctx) -> Result<u32> {
+    let hex = pg::scalar(&query_master(
+        ctx,
+        "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8);",
+    ))?;
+    u32::from_str_radix(&hex, 16).map_err(|e| Error::Parse {
+        what: "the primary's WAL file name".into(),
+        detail: format!("{hex}: {e}"),
+    })
+}
+
+/// The timeline a backup was taken on (`timeline=` in its backup.info).
+fn backup_timeline(ctx: &Ctx, id: &str) -> Option<u32> {
+    let p = ctx.path(std::path::Path::new(&format!(
+        "{BARMAN_HOME}/{}/base/{id}/backup.info",
+        ctx.cluster.barman.server
+    )));
+    parse_backup_timeline(&std::fs::read_to_string(p).ok()?)
+}
+
+/// `timeline=N` from a backup.info file.
+pub fn parse_backup_timeline(info: &str) -> Option<u32> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("timeline="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Why there is no DONE backup of the primary's current timeline, if there is none. After a
+/// switchover or failover the older backups belong to the old primary's timeline: a backup of
+/// the new primary is what a restore of recent data starts from.
+fn no_current_backup(ctx: &Ctx) -> Result<Option<String>> {
+    let b = backups(ctx)?;
+    let done: Vec<&Backup> = b.iter().filter(|b| b.status == "DONE").collect();
+    if done.is_empty() {
+        return Ok(Some(format!("no DONE backup ({} listed)", b.len())));
+    }
+    let tl = primary_timeline(ctx)?;
+    if done.iter().any(|b| backup_timeline(ctx, &b.id) == Some(tl)) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "no DONE backup of the primary's timeline {tl} (the primary changed)"
+    )))
+}
+
+/// A base backup of the primary's current timeline exists (DONE); it is taken now when
+/// missing (first run, or a new primary), later ones on the schedule.
 pub fn first_backup(ctx: &Ctx) -> Step<'_> {
     let server = ctx.cluster.barman.server.as_str();
     Step::change(
-        "a base backup exists",
+        "a base backup of the primary's current timeline exists",
         move || {
-            let b = backups(ctx)?;
-            Ok(if b.iter().any(|b| b.status == "DONE") {
-                Check::Ok
-            } else {
-                Check::Needs(format!("no DONE backup ({} listed)", b.len()))
+            Ok(match no_current_backup(ctx)? {
+                None => Check::Ok,
+                Some(why) => Check::Needs(why),
             })
         },
         move || {
@@ -330,21 +380,57 @@ pub fn first_backup(ctx: &Ctx) -> Step<'_> {
             )
             .run()?;
             wait::until(
-                "the first backup to be DONE",
+                "the backup to be DONE",
                 Duration::from_secs(300),
                 Duration::from_secs(3),
                 || {
                     barman(&["-q", "cron"]).discard_output().run()?;
-                    let b = backups(ctx)?;
-                    Ok(if b.iter().any(|b| b.status == "DONE") {
-                        Ok(())
-                    } else {
-                        Err(b
-                            .iter()
-                            .map(|b| format!("{} {}", b.id, b.status))
-                            .collect::<Vec<_>>()
-                            .join(", "))
+                    Ok(match no_current_backup(ctx)? {
+                        None => Ok(()),
+                        Some(why) => Err(format!(
+                            "{why}; listed: {}",
+                            backups(ctx)?
+                                .iter()
+                                .map(|b| format!("{} {}", b.id, b.status))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
                     })
+                },
+            )
+        },
+    )
+}
+
+/// The primary's timeline history file (from timeline 2 on) is in Barman's archive: without
+/// it, a recovery cannot follow the switch to the new timeline.
+pub fn history_archived(ctx: &Ctx) -> Step<'_> {
+    let server = ctx.cluster.barman.server.as_str();
+    let missing = move || -> Result<Option<String>> {
+        let tl = primary_timeline(ctx)?;
+        if tl < 2 {
+            return Ok(None);
+        }
+        let name = format!("{tl:08X}.history");
+        let p = ctx.path(std::path::Path::new(&format!(
+            "{BARMAN_HOME}/{server}/wals/{name}"
+        )));
+        Ok((!p.exists()).then(|| format!("{name} is not in {}", p.display())))
+    };
+    Step::change(
+        "the primary's timeline history file is archived",
+        move || Ok(missing()?.map_or(Check::Ok, Check::Needs)),
+        move || {
+            // archive_command ships the history file first; a WAL switch makes the archiver
+            // run, and barman cron moves incoming files into the archive.
+            query_master(ctx, "SELECT pg_switch_wal();").run()?;
+            wait::until(
+                "the timeline history file to reach Barman's archive",
+                Duration::from_secs(180),
+                Duration::from_secs(3),
+                || {
+                    barman(&["-q", "cron"]).discard_output().run()?;
+                    Ok(missing()?.map_or(Ok(()), Err))
                 },
             )
         },

@@ -13,7 +13,7 @@ use pgnode_core::{Ctx, Result, Step};
 mod barman;
 pub mod status;
 
-pub use barman::{parse_backups, parse_check, Backup, CheckLine};
+pub use barman::{parse_backup_timeline, parse_backups, parse_check, Backup, CheckLine};
 
 /// Packages the backup node needs; the PostgreSQL client must match the server's major.
 pub fn packages(ctx: &Ctx) -> Vec<String> {
@@ -119,6 +119,7 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(barman::receive_wal(ctx));
     steps.push(barman::wal_archived(ctx));
     steps.push(barman::check(ctx, false));
+    steps.push(barman::history_archived(ctx));
     steps.push(barman::first_backup(ctx));
     steps.push(barman::check(ctx, true));
     Ok(steps)

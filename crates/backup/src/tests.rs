@@ -85,3 +85,11 @@ fn parses_barman_backup_list() {
     assert!(parse_backups("master", "{}").unwrap().is_empty());
     assert!(parse_backups("master", "not json").is_err());
 }
+
+#[test]
+fn parses_a_backups_timeline() {
+    let info =
+        "backup_label=None\nbegin_wal=000000020000000000000007\ntimeline=2\nversion=150010\n";
+    assert_eq!(parse_backup_timeline(info), Some(2));
+    assert_eq!(parse_backup_timeline("status=DONE\n"), None);
+}
