@@ -80,6 +80,8 @@ impl fmt::Display for Role {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     version: u32,
+    #[serde(default)]
+    min_pgnode: Option<String>,
     nodes: Vec<RawNode>,
     #[serde(default)]
     network: RawNetwork,
@@ -191,6 +193,7 @@ const KNOWN: &[(&str, &[&str])] = &[
         "",
         &[
             "version",
+            "min_pgnode",
             "nodes",
             "network",
             "postgresql",
@@ -411,6 +414,7 @@ impl Cluster {
         })?;
         let mut problems = Vec::new();
         unknown_keys(&value, "", &mut problems);
+        problems.extend(rules::type_problems(&value));
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -532,11 +536,27 @@ impl V {
 
 fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
     let mut v = V(Vec::new());
-    if raw.version != 1 {
+    if raw.version > 1 {
+        v.bad(
+            "version",
+            format!(
+                "version {} is for a newer pgnode (this one, {}, reads version 1)",
+                raw.version,
+                env!("CARGO_PKG_VERSION")
+            ),
+        );
+    } else if raw.version != 1 {
         v.bad(
             "version",
             format!("unsupported version {} (expected 1)", raw.version),
         );
+    }
+    if let Some(why) = raw
+        .min_pgnode
+        .as_deref()
+        .and_then(|m| rules::min_pgnode(m, env!("CARGO_PKG_VERSION")))
+    {
+        v.bad("min_pgnode", why);
     }
     if !(8..=30).contains(&raw.network.prefix) {
         v.bad(
@@ -843,11 +863,11 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
             ),
         );
     }
-    if !is_cron_schedule(&raw.backup_schedule) {
+    if let Err(why) = rules::cron_schedule(&raw.backup_schedule) {
         v.bad(
             "barman.backup_schedule",
             format!(
-                "{:?} is not a five-field cron schedule such as \"0 3 * * *\"",
+                "{:?} is not a cron schedule cron would run, such as \"0 3 * * *\": {why}",
                 raw.backup_schedule
             ),
         );
@@ -938,15 +958,8 @@ fn is_count(s: &str) -> bool {
     !s.is_empty() && s.len() < 6 && s.chars().all(|c| c.is_ascii_digit()) && s != "0"
 }
 
-fn is_cron_schedule(s: &str) -> bool {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    fields.len() == 5
-        && fields
-            .iter()
-            .all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)))
-}
-
 mod normalized;
 
+mod rules;
 #[cfg(test)]
 mod tests;

@@ -128,6 +128,29 @@ fn pick<'c>(
     Err(msg)
 }
 
+/// The effective uid of this process (from /proc/self/status: no libc needed).
+pub fn effective_uid() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_uid(&text)
+}
+
+fn parse_uid(status: &str) -> Option<u32> {
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// A converge installs packages, writes /etc and runs commands as postgres and barman: refuse
+/// it up front as another user rather than fail half-way through.
+pub fn must_be_root() -> Result<(), String> {
+    match effective_uid() {
+        Some(0) => Ok(()),
+        Some(uid) => Err(format!(
+            "must run as root (running as uid {uid}): a role installs packages, writes /etc and runs commands as postgres and barman; use sudo, or --dry-run to see the plan"
+        )),
+        None => Err("cannot read /proc/self/status to tell whether this runs as root".into()),
+    }
+}
+
 fn show(addrs: &[Ipv4Addr]) -> String {
     addrs
         .iter()
@@ -191,6 +214,12 @@ mod tests {
         assert!(pick(&c, Role::Master, None, &[], true).is_ok());
         let e = pick(&c, Role::Slave, None, &[], true).unwrap_err();
         assert!(e.contains("--node NAME"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_effective_uid() {
+        assert_eq!(parse_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n"), Some(0));
+        assert!(effective_uid().is_some());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pgnode_core::config::{Cluster, Role};
+use pgnode_core::config::{Cluster, Node, Role};
 use pgnode_core::step::{chain, Entry, Outcome, Runner};
 use pgnode_core::templates::Templates;
 use pgnode_core::{secrets, Ctx, Error};
@@ -96,23 +96,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Everything that makes a run bad input, checked before the first step so that a refused run
+/// changes nothing: the flags, root (a real converge only: a dry run or a scratch root needs
+/// none), the machine's address, and a secrets file that exists but is unusable (pgnode
+/// refuses it rather than repairing it: a wrong mode may mean it was copied somewhere).
+fn preflight(cluster: &Cluster, role: Role, cli: &Cli) -> Result<Node, String> {
+    if cli.reclone && role != Role::Slave {
+        return Err("--reclone is for the slave role only".into());
+    }
+    if !cli.dry_run && cli.root == Path::new("/") {
+        host::must_be_root()?;
+    }
+    let node = host::resolve(cluster, role, cli.node.as_deref(), cli.dry_run)?.clone();
+    let users: Vec<&str> = cluster.pg_users().iter().map(|u| u.as_str()).collect();
+    secrets::load(&secrets::path_for(&cli.config), &users).map_err(|e| chain(&e))?;
+    Ok(node)
+}
+
 fn usage_error(e: &Error) -> ExitCode {
     eprintln!("pgnode: {}", chain(e));
     ExitCode::from(2)
 }
 
 fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
-    let node = match host::resolve(&cluster, role, cli.node.as_deref(), cli.dry_run) {
-        Ok(n) => n.clone(),
+    let node = match preflight(&cluster, role, cli) {
+        Ok(n) => n,
         Err(msg) => {
             eprintln!("pgnode: {msg}");
             return ExitCode::from(2);
         }
     };
-    if cli.reclone && role != Role::Slave {
-        eprintln!("pgnode: --reclone is for the slave role only");
-        return ExitCode::from(2);
-    }
     let mut ctx = match Ctx::new(cluster, node, &cli.root, &cli.config, cli.dry_run) {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
@@ -245,7 +258,9 @@ fn status(
 fn print_config(cluster: &Cluster) -> ExitCode {
     match serde_json::to_string_pretty(&cluster.normalized()) {
         Ok(text) => {
-            println!("{text}");
+            // A reader that stops early (`| head`) is not an error worth a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -271,6 +286,8 @@ fn make_secrets(cluster: &Cluster, config: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        // An unusable existing file is bad input (exit 2); a failing ssh-keygen is not.
+        Err(e @ Error::Secrets { .. }) => usage_error(&e),
         Err(e) => {
             eprintln!("pgnode: {}", chain(&e));
             ExitCode::from(1)
