@@ -300,7 +300,7 @@ pub fn no_leftover_slots(ctx: &Ctx) -> Step<'_> {
         .collect();
     let list = names.join(", ");
     let q = format!(
-        "SELECT coalesce(string_agg(slot_name, ', '), '') FROM pg_replication_slots WHERE NOT active AND slot_name IN ({list});"
+        "SELECT count(*), coalesce(string_agg(slot_name, ', '), '') FROM pg_replication_slots WHERE NOT active AND slot_name IN ({list});"
     );
     let drop = format!(
         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_name IN ({list});"
@@ -308,7 +308,13 @@ pub fn no_leftover_slots(ctx: &Ctx) -> Step<'_> {
     Step::change(
         "no replication slots left from when this node was a primary",
         move || {
-            let found = pg::scalar(&pg::local(ctx, &q))?;
+            // The count keeps the row non-empty (psql prints nothing for one empty value).
+            let rows = pg::query(&pg::local(ctx, &q))?;
+            let found = rows
+                .first()
+                .and_then(|r| r.get(1))
+                .cloned()
+                .unwrap_or_default();
             Ok(if found.is_empty() {
                 Check::Ok
             } else {
