@@ -356,7 +356,7 @@ pub struct Postgres {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replication {
     pub user: PgUser,
-    /// Zero-loss mode: a commit returns only once a standby or Barman's receiver has the WAL
+    /// Zero-loss mode: a commit returns only once a standby has the WAL
     /// (`synchronous_standby_names = 'ANY 1 (...)'`). Off by default.
     pub synchronous: bool,
 }
@@ -462,8 +462,10 @@ impl Cluster {
     pub const BARMAN_RECEIVER: &'static str = "barman_receive_wal";
 
     /// `synchronous_standby_names` in zero-loss mode: any one of the PostgreSQL nodes (a node
-    /// never connects to itself, so the same list serves whichever is primary) or Barman's
-    /// receiver; `None` when the mode is off.
+    /// never connects to itself, so the same list serves whichever is primary); `None` when the
+    /// mode is off. Barman's receiver is deliberately not listed: a commit acknowledged by
+    /// Barman alone would be lost by a failover to a standby, which is what this mode promises
+    /// not to do (Barman's archive keeps it for a point-in-time recovery either way).
     pub fn synchronous_standby_names(&self) -> Option<String> {
         if !self.replication.synchronous {
             return None;
@@ -472,7 +474,6 @@ impl Cluster {
             .pg_nodes()
             .iter()
             .map(|n| format!("\"{}\"", n.name))
-            .chain([format!("\"{}\"", Self::BARMAN_RECEIVER)])
             .collect();
         Some(format!("ANY 1 ({})", names.join(", ")))
     }

@@ -288,14 +288,14 @@ fn at_least_one_standby_is_needed() {
 }
 
 #[test]
-fn zero_loss_mode_lists_every_postgresql_node_and_barman() {
+fn zero_loss_mode_lists_every_postgresql_node() {
     let c = Cluster::parse(SHIPPED, "t").unwrap();
     assert_eq!(c.synchronous_standby_names(), None);
     let t = with(|v| v["replication"]["synchronous"] = true.into());
     let c = Cluster::parse(&t, "t").unwrap();
     assert_eq!(
         c.synchronous_standby_names().unwrap(),
-        r#"ANY 1 ("master", "slave", "barman_receive_wal")"#
+        r#"ANY 1 ("master", "slave")"#
     );
     let t = with(|v| v["replication"]["synchronous"] = "yes".into());
     assert_eq!(fields(&problems(&t)), ["replication.synchronous"]);
