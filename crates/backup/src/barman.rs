@@ -439,3 +439,65 @@ pub fn history_archived(ctx: &Ctx) -> Step<'_> {
         },
     )
 }
+
+/// Whether an entry of Barman's errors directory is the benign duplicate a change of primary
+/// leaves: the old timeline's last, partial segment reaches Barman twice (from pg_receivewal
+/// and from the new primary's archive_command) and the second copy lands in `errors/` as
+/// `NAME.partial.TIMESTAMP.duplicate`, which fails `barman check` ("archiver errors").
+pub fn is_partial_duplicate(name: &str) -> bool {
+    name.ends_with(".duplicate") && name.contains(".partial.")
+}
+
+/// No partial-segment duplicates left in Barman's errors directory: they are moved (never
+/// deleted) to `errors.pgnode-set-aside/` beside it. Any other error file stays for a human.
+pub fn partial_duplicates_set_aside(ctx: &Ctx) -> Step<'_> {
+    let server = ctx.cluster.barman.server.as_str();
+    let dir = ctx.path(std::path::Path::new(&format!(
+        "{BARMAN_HOME}/{server}/errors"
+    )));
+    let aside = dir.with_file_name("errors.pgnode-set-aside");
+    let found = {
+        let dir = dir.clone();
+        move || -> Vec<String> {
+            std::fs::read_dir(&dir)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| is_partial_duplicate(n))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+    };
+    let f2 = found.clone();
+    Step::change(
+        "no duplicate partial WAL segment in Barman's errors (left by a change of primary)",
+        move || {
+            let f = found();
+            Ok(if f.is_empty() {
+                Check::Ok
+            } else {
+                Check::Needs(f.join(", "))
+            })
+        },
+        move || {
+            std::fs::create_dir_all(&aside).map_err(|source| Error::Write {
+                path: aside.clone(),
+                source,
+            })?;
+            let (u, g) = system::ids(&ctx.root, "barman", "barman")?;
+            let _ = std::os::unix::fs::chown(&aside, Some(u), Some(g));
+            for n in f2() {
+                std::fs::rename(dir.join(&n), aside.join(&n)).map_err(|source| Error::Write {
+                    path: dir.join(&n),
+                    source,
+                })?;
+                eprintln!(
+                    "pgnode: set aside {n} (a duplicate partial segment) in {}",
+                    aside.display()
+                );
+            }
+            Ok(())
+        },
+    )
+}

@@ -93,3 +93,16 @@ fn parses_a_backups_timeline() {
     assert_eq!(parse_backup_timeline(info), Some(2));
     assert_eq!(parse_backup_timeline("status=DONE\n"), None);
 }
+
+#[test]
+fn only_partial_duplicates_are_set_aside() {
+    assert!(is_partial_duplicate(
+        "00000008000000000000002D.partial.20261126T113228Z.duplicate"
+    ));
+    assert!(!is_partial_duplicate(
+        "00000008000000000000002D.20261126T113228Z.duplicate"
+    ));
+    assert!(!is_partial_duplicate(
+        "00000008000000000000002D.partial.20261126T113228Z.unknown"
+    ));
+}

@@ -37,14 +37,14 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         )?;
         cx.note(format!("{b}: refuses to promote without --force-promote"));
         let out = day2::role_ok(cx, &b, "master", &path, &["--force-promote"])?;
-        let Some(line) = out.lines().find(|l| l.contains("received up to")) else {
+        let Some(line) = out.lines().find(|l| l.starts_with("pgnode: promoting")) else {
             return fail("--force-promote did not say how far behind the standby was", out);
         };
         cx.note(format!("{b}: {}", line.trim()));
         day2::is_primary(&b)?;
 
         let out = day2::role_ok(cx, &a, "slave", &path, &[])?;
-        let Some(line) = out.lines().find(|l| l.contains("pg_rewind")) else {
+        let Some(line) = out.lines().find(|l| l.starts_with("pgnode: pg_rewind")) else {
             return fail("the old primary did not rejoin with pg_rewind", out);
         };
         cx.note(format!("{a}: {}", line.trim()));
