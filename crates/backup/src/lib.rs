@@ -11,10 +11,12 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{Ctx, Result, Step};
 
 mod barman;
+mod follow;
 pub mod restore;
 pub mod status;
 
 pub use barman::{parse_backups, parse_check, Backup, CheckLine};
+pub use follow::{is_partial_duplicate, parse_backup_timeline};
 
 /// Packages the backup node needs; the PostgreSQL client must match the server's major.
 pub fn packages(ctx: &Ctx) -> Vec<String> {
@@ -136,8 +138,12 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(barman::master_login(ctx));
     steps.push(barman::receive_wal(ctx));
     steps.push(barman::wal_archived(ctx));
+    // A change of primary can leave duplicates as the archiver catches up: before each check.
+    steps.push(follow::partial_duplicates_set_aside(ctx));
     steps.push(barman::check(ctx, false));
+    steps.push(follow::history_archived(ctx));
     steps.push(barman::first_backup(ctx));
+    steps.push(follow::partial_duplicates_set_aside(ctx));
     steps.push(barman::check(ctx, true));
     Ok(steps)
 }

@@ -132,3 +132,24 @@ fn incremental_backups_only_from_postgresql_17() {
         "{server}"
     );
 }
+
+#[test]
+fn parses_a_backups_timeline() {
+    let info =
+        "backup_label=None\nbegin_wal=000000020000000000000007\ntimeline=2\nversion=150010\n";
+    assert_eq!(parse_backup_timeline(info), Some(2));
+    assert_eq!(parse_backup_timeline("status=DONE\n"), None);
+}
+
+#[test]
+fn only_partial_duplicates_are_set_aside() {
+    assert!(is_partial_duplicate(
+        "00000008000000000000002D.partial.20261126T113228Z.duplicate"
+    ));
+    assert!(!is_partial_duplicate(
+        "00000008000000000000002D.20261126T113228Z.duplicate"
+    ));
+    assert!(!is_partial_duplicate(
+        "00000008000000000000002D.partial.20261126T113228Z.unknown"
+    ));
+}

@@ -42,6 +42,7 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
         "master": node(&c.master),
         "standbys": c.standbys().iter().map(node).collect::<Vec<_>>(),
         "standbys_phrase": standbys_phrase(c),
+        "synchronous_standby_names": c.synchronous_standby_names(),
         "other_standbys": others,
         "backup": node(&c.backup),
         "pg": {

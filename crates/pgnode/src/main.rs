@@ -39,6 +39,11 @@ struct Cli {
     /// directory is set aside beside it, not deleted.
     #[arg(long)]
     reclone: bool,
+    /// Master only, for a failover: promote this standby although the old primary is gone and
+    /// cannot prove that it lost nothing (prints how far behind this standby was). Still
+    /// refused while the old primary answers as a primary.
+    #[arg(long)]
+    force_promote: bool,
     /// Take every node path under this directory (planning into a scratch root).
     #[arg(long, default_value = "/", hide = true)]
     root: PathBuf,
@@ -135,7 +140,12 @@ fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
+    if cli.force_promote && role != Role::Master {
+        eprintln!("pgnode: --force-promote is for the master role only");
+        return ExitCode::from(2);
+    }
     ctx.reclone = cli.reclone;
+    ctx.force_promote = cli.force_promote;
     // Two runs on one node (a manual rerun during `vagrant provision`) would race on the same
     // files and services: the second one stops here, before checking anything.
     let _lock = if cli.dry_run {
