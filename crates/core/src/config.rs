@@ -146,6 +146,7 @@ impl Default for RawPostgres {
 struct RawReplication {
     user: String,
     slot: String,
+    synchronous: bool,
 }
 
 impl Default for RawReplication {
@@ -153,6 +154,7 @@ impl Default for RawReplication {
         RawReplication {
             user: "streaming_user".into(),
             slot: "pg_slot_1".into(),
+            synchronous: false,
         }
     }
 }
@@ -219,7 +221,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "hot_standby_feedback",
         ],
     ),
-    ("replication", &["user", "slot"]),
+    ("replication", &["user", "slot", "synchronous"]),
     (
         "barman",
         &[
@@ -362,6 +364,9 @@ pub struct Postgres {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replication {
     pub user: PgUser,
+    /// Zero-loss mode: a commit returns only once a standby has the WAL
+    /// (`synchronous_standby_names = 'ANY 1 (...)'`). Off by default.
+    pub synchronous: bool,
 }
 
 /// Barman's users, slot, retention and schedule.
@@ -466,6 +471,26 @@ impl Cluster {
         self.nodes().into_iter().find(|n| n.name.as_str() == name)
     }
 
+    /// Barman's receiver's application name (Barman's default `streaming_archiver_name`).
+    pub const BARMAN_RECEIVER: &'static str = "barman_receive_wal";
+
+    /// `synchronous_standby_names` in zero-loss mode: any one of the PostgreSQL nodes (a node
+    /// never connects to itself, so the same list serves whichever is primary); `None` when the
+    /// mode is off. Barman's receiver is deliberately not listed: a commit acknowledged by
+    /// Barman alone would be lost by a failover to a standby, which is what this mode promises
+    /// not to do (Barman's archive keeps it for a point-in-time recovery either way).
+    pub fn synchronous_standby_names(&self) -> Option<String> {
+        if !self.replication.synchronous {
+            return None;
+        }
+        let names: Vec<String> = self
+            .pg_nodes()
+            .iter()
+            .map(|n| format!("\"{}\"", n.name))
+            .collect();
+        Some(format!("ANY 1 ({})", names.join(", ")))
+    }
+
     /// The users pgnode creates on the primary, in a stable order.
     pub fn pg_users(&self) -> [&PgUser; 3] {
         [
@@ -558,6 +583,7 @@ fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
     let postgresql = validate_postgres(&raw.postgresql, &mut v);
     let replication = Replication {
         user: pg_user(&raw.replication.user, "replication.user", &mut v),
+        synchronous: raw.replication.synchronous,
     };
     let barman = validate_barman(&raw.barman, &mut v);
     cross_checks(&replication, &barman, &mut v);

@@ -12,6 +12,7 @@ use std::fmt;
 
 pub mod checks;
 pub mod cluster;
+pub mod faults;
 pub mod inventory;
 pub mod ledger;
 pub mod load;

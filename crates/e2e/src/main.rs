@@ -55,6 +55,10 @@ struct Args {
     /// Print the check names, in run order, one a line, and exit.
     #[arg(long)]
     list: bool,
+    /// Turn the `fault-table:` lines of a saved report (LOG) into the README's markdown fault
+    /// table, print it and exit.
+    #[arg(long, value_name = "LOG")]
+    fault_table: Option<PathBuf>,
     /// Checks to run (default: all, in order).
     checks: Vec<String>,
 }
@@ -67,6 +71,18 @@ fn main() -> ExitCode {
             println!("{}", c.name);
         }
         return ExitCode::SUCCESS;
+    }
+    if let Some(log) = &args.fault_table {
+        return match std::fs::read_to_string(log) {
+            Ok(text) => {
+                print!("{}", pgnode_e2e::faults::table_from_log(&text));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pgnode-e2e: cannot read {}: {e}", log.display());
+                ExitCode::from(2)
+            }
+        };
     }
     let selected = match runner::select(all, &args.checks) {
         Ok(s) => s,

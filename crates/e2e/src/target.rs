@@ -153,6 +153,12 @@ pub trait Target: Send + Sync {
     fn timings(&self) -> Option<(String, String)> {
         None
     }
+
+    /// Fault hooks (link down/up, power off/on) for the fault drills; `None` where the target
+    /// cannot break its nodes on purpose (those drills then fail saying so).
+    fn faults(&self) -> Option<&dyn crate::faults::Faults> {
+        None
+    }
 }
 
 /// The lab: `provision/lab exec NODE -- argv...` for instance `PGNODE_LAB_INSTANCE`.
@@ -216,6 +222,9 @@ impl Target for Lab {
     }
     fn host_isolated(&self) -> bool {
         true
+    }
+    fn faults(&self) -> Option<&dyn crate::faults::Faults> {
+        Some(self)
     }
     fn timings(&self) -> Option<(String, String)> {
         let out = run_bounded(

@@ -318,3 +318,17 @@ fn incremental_schedule_is_off_by_default_or_a_cron_schedule() {
     }));
     assert_eq!(fields(&ps), ["barman.incremental_schedule"]);
 }
+
+#[test]
+fn zero_loss_mode_lists_every_postgresql_node() {
+    let c = Cluster::parse(SHIPPED, "t").unwrap();
+    assert_eq!(c.synchronous_standby_names(), None);
+    let t = with(|v| v["replication"]["synchronous"] = true.into());
+    let c = Cluster::parse(&t, "t").unwrap();
+    assert_eq!(
+        c.synchronous_standby_names().unwrap(),
+        r#"ANY 1 ("master", "slave")"#
+    );
+    let t = with(|v| v["replication"]["synchronous"] = "yes".into());
+    assert_eq!(fields(&problems(&t)), ["replication.synchronous"]);
+}

@@ -139,13 +139,27 @@ fn the_registry_lists_the_checks_in_order() {
             "replication",
             "standby",
             "backup",
+            "backup-idle",
             "restore",
             "drill",
             "incremental",
             "idempotence",
             "drift",
             "status",
-            "security"
+            "security",
+            "bad-config",
+            "tls",
+            "forced-command",
+            "secrets-hidden",
+            "fault-standby-down",
+            "fault-slot-lost",
+            "fault-partition",
+            "fault-primary-kill",
+            "fault-primary-poweroff",
+            "fault-backup-down",
+            "fault-reboot",
+            "fault-interrupted",
+            "fault-concurrent",
         ]
     );
 }
