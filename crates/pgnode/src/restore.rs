@@ -124,6 +124,9 @@ fn drill(ctx: &Ctx, root: &Path) -> ExitCode {
             c.detail
         );
     }
+    if let Some(k) = &s.kept_backup {
+        println!("kept backup {k} (barman keep: the last backup that passed a drill)");
+    }
     println!(
         "restore drill {} in {:.1}s (backup {}, restore point {}); recorded in {}",
         if s.ok { "OK" } else { "FAILED" },

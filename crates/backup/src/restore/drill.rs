@@ -117,15 +117,38 @@ fn verify_backup(ctx: &Ctx, id: &str) -> Result<(bool, String)> {
     ))
 }
 
-/// Keeps the backup that just passed and releases the one kept before it.
-fn keep_passed(ctx: &Ctx, id: &str, before: Option<&str>) -> Result<()> {
+/// The full backup an incremental one builds on (Barman >= 3.11 `root_backup_id`), or `id`.
+fn chain_root(ctx: &Ctx, id: &str) -> Result<String> {
     let server = ctx.cluster.barman.server.as_str();
+    let out = barman(&["-f", "json", "show-backup", server, id]).run()?;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    Ok(find_str(&v, "root_backup_id").unwrap_or_else(|| id.to_string()))
+}
+
+/// The first string value of `key` anywhere in `v`.
+fn find_str(v: &serde_json::Value, key: &str) -> Option<String> {
+    match v {
+        serde_json::Value::Object(m) => m
+            .get(key)
+            .and_then(|x| x.as_str().map(String::from))
+            .or_else(|| m.values().find_map(|x| find_str(x, key))),
+        serde_json::Value::Array(a) => a.iter().find_map(|x| find_str(x, key)),
+        _ => None,
+    }
+}
+
+/// Keeps the backup that just passed (for an incremental one, the full backup its chain starts
+/// from: Barman keeps only full backups) and releases the one kept before it. Returns the kept id.
+fn keep_passed(ctx: &Ctx, passed: &str, before: Option<&str>) -> Result<String> {
+    let server = ctx.cluster.barman.server.as_str();
+    let root = chain_root(ctx, passed)?;
+    let id = root.as_str();
     barman(&["keep", "--target", "full", server, id]).run()?;
     if let Some(old) = before.filter(|o| *o != id) {
         // A backup deleted by hand since is nothing to release.
         let _ = barman(&["keep", "--release", server, old]).probe();
     }
-    Ok(())
+    Ok(root)
 }
 
 /// Runs one drill and records it in `state_path`. Never returns an error: every failure is a
@@ -193,7 +216,7 @@ pub fn drill(ctx: &Ctx, root: &Path, state_path: &Path, say: &mut dyn FnMut(Stri
     let mut kept = before.clone();
     if ok {
         match keep_passed(ctx, &backup, before.as_deref()) {
-            Ok(()) => kept = Some(backup.clone()),
+            Ok(root) => kept = Some(root),
             Err(e) => checks.push(check("barman keep", Err(e))),
         }
     }
@@ -214,4 +237,24 @@ pub fn drill(ctx: &Ctx, root: &Path, state_path: &Path, say: &mut dyn FnMut(Stri
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_chain_root_in_barmans_json() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"master": {"backup_id": "20261126T114522", "backup_type": "incremental", "x": {"root_backup_id": "20261126T114236"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            find_str(&v, "root_backup_id").as_deref(),
+            Some("20261126T114236")
+        );
+        let full: serde_json::Value =
+            serde_json::from_str(r#"{"master": {"root_backup_id": null}}"#).unwrap();
+        assert_eq!(find_str(&full, "root_backup_id"), None);
+    }
 }

@@ -127,6 +127,13 @@ fn recover_and_start(
         .trim()
         .to_string();
     server_binaries(&major, say)?;
+    let made = sandbox::add_missing_pg_dirs(&sb.data())?;
+    if !made.is_empty() {
+        say(format!(
+            "added the empty directories the copy lacked: {}",
+            made.join(", ")
+        ));
+    }
     for f in server::conf_files(sb) {
         files::write(Path::new("/"), &f, true)?;
     }

@@ -168,6 +168,48 @@ impl Sandbox {
     }
 }
 
+/// Directories PostgreSQL needs in a data directory, even empty.
+const PG_DIRS: &[&str] = &[
+    "pg_wal",
+    "pg_wal/archive_status",
+    "pg_tblspc",
+    "pg_replslot",
+    "pg_stat_tmp",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_dynshmem",
+    "pg_twophase",
+    "pg_commit_ts",
+    "pg_logical/snapshots",
+    "pg_logical/mappings",
+];
+
+/// Creates the empty directories PostgreSQL needs that a recovered directory lacks (0700, owned
+/// like the data directory). Barman 3.13 leaves out the empty ones (pg_wal, pg_tblspc) when it
+/// recovers an incremental backup through pg_combinebackup; PostgreSQL then refuses to start
+/// ("required WAL directory "pg_wal" does not exist"). Returns what it created.
+///
+/// Errors: [`Error::Write`].
+pub fn add_missing_pg_dirs(data: &Path) -> Result<Vec<String>> {
+    let m = fs::metadata(data).map_err(io(data))?;
+    let mut made = Vec::new();
+    for d in PG_DIRS {
+        let p = data.join(d);
+        if fs::symlink_metadata(&p).is_ok() {
+            continue;
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&p)
+            .map_err(io(&p))?;
+        std::os::unix::fs::chown(&p, Some(m.uid()), Some(m.gid())).map_err(io(&p))?;
+        made.push((*d).to_string());
+    }
+    Ok(made)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +244,22 @@ mod tests {
         assert!(e.contains("another pgnode restore holds"), "{e}");
         drop(first);
         Sandbox::open(&root, None).unwrap();
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn adds_only_the_missing_postgresql_directories() {
+        let base = scratch("pgdirs");
+        fs::create_dir_all(base.join("pg_tblspc")).unwrap();
+        fs::write(base.join("pg_tblspc/keep"), "x").unwrap();
+        let made = add_missing_pg_dirs(&base).unwrap();
+        assert!(
+            made.contains(&"pg_wal/archive_status".to_string()),
+            "{made:?}"
+        );
+        assert!(!made.contains(&"pg_tblspc".to_string()));
+        assert!(base.join("pg_tblspc/keep").exists());
+        assert!(add_missing_pg_dirs(&base).unwrap().is_empty());
         fs::remove_dir_all(base).unwrap();
     }
 
