@@ -152,7 +152,8 @@ fn master_conninfo(ctx: &Ctx) -> String {
     )
 }
 
-fn query_master(ctx: &Ctx, sql: &str) -> Cmd {
+/// psql to the master as Barman's ordinary role (passfile in barman's home).
+pub fn query_master(ctx: &Ctx, sql: &str) -> Cmd {
     pg::remote(
         "barman",
         &master_conninfo(ctx),
@@ -229,6 +230,11 @@ pub fn receive_wal(ctx: &Ctx) -> Step<'_> {
                     || receive_wal_streaming(ctx),
                 )
             };
+            // A receive-wal still attached to a former primary (or stuck on its timeline,
+            // barman issue #1035) must not survive a change of primary: restart it.
+            barman(&["receive-wal", "--stop", server])
+                .discard_output()
+                .probe()?;
             match start() {
                 Err(Error::Timeout { .. }) if wal_already_removed(server)? => {
                     // The primary no longer has the WAL receive-wal wants (e.g. its slot was
@@ -308,17 +314,16 @@ pub fn check(ctx: &Ctx, strict: bool) -> Step<'_> {
     )
 }
 
-/// A base backup exists (DONE); the first one is taken now, later ones on the schedule.
+/// A base backup of the primary's current timeline exists (DONE); it is taken now when
+/// missing (first run, or a new primary), later ones on the schedule.
 pub fn first_backup(ctx: &Ctx) -> Step<'_> {
     let server = ctx.cluster.barman.server.as_str();
     Step::change(
-        "a base backup exists",
+        "a base backup of the primary's current timeline exists",
         move || {
-            let b = backups(ctx)?;
-            Ok(if b.iter().any(|b| b.status == "DONE") {
-                Check::Ok
-            } else {
-                Check::Needs(format!("no DONE backup ({} listed)", b.len()))
+            Ok(match crate::follow::no_current_backup(ctx)? {
+                None => Check::Ok,
+                Some(why) => Check::Needs(why),
             })
         },
         move || {
@@ -333,20 +338,21 @@ pub fn first_backup(ctx: &Ctx) -> Step<'_> {
             )
             .run()?;
             wait::until(
-                "the first backup to be DONE",
+                "the backup to be DONE",
                 Duration::from_secs(300),
                 Duration::from_secs(3),
                 || {
                     barman(&["-q", "cron"]).discard_output().run()?;
-                    let b = backups(ctx)?;
-                    Ok(if b.iter().any(|b| b.status == "DONE") {
-                        Ok(())
-                    } else {
-                        Err(b
-                            .iter()
-                            .map(|b| format!("{} {}", b.id, b.status))
-                            .collect::<Vec<_>>()
-                            .join(", "))
+                    Ok(match crate::follow::no_current_backup(ctx)? {
+                        None => Ok(()),
+                        Some(why) => Err(format!(
+                            "{why}; listed: {}",
+                            backups(ctx)?
+                                .iter()
+                                .map(|b| format!("{} {}", b.id, b.status))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
                     })
                 },
             )

@@ -11,9 +11,12 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{Ctx, Result, Step};
 
 mod barman;
+mod follow;
+pub mod restore;
 pub mod status;
 
 pub use barman::{parse_backups, parse_check, Backup, CheckLine};
+pub use follow::{is_partial_duplicate, parse_backup_timeline};
 
 /// Packages the backup node needs; the PostgreSQL client must match the server's major.
 pub fn packages(ctx: &Ctx) -> Vec<String> {
@@ -25,6 +28,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
         "cron",
         "openssh-server",
         "openssh-client",
+        "openssl",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -41,7 +45,15 @@ pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
 ///
 /// Errors: a template or secrets failure.
 pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
-    let data = render::data(ctx)?;
+    if !ctx.cluster.barman.incremental_schedule.is_empty() && ctx.major.get() < 17 {
+        return Err(pgnode_core::Error::Refused(format!(
+            "barman.incremental_schedule: incremental backups need PostgreSQL >= 17 and Barman >= 3.11; this node has PostgreSQL {}",
+            ctx.major
+        )));
+    }
+    let mut data = render::data(ctx)?;
+    // The drill's cron line runs pgnode with the config this run was given.
+    data["config_path"] = ctx.config_path.to_string_lossy().into_owned().into();
     let b = &ctx.cluster.barman;
     let host = ctx.cluster.master.address.to_string();
     let pgpass = render::pgpass(
@@ -95,6 +107,14 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             "root",
             0o644,
         ),
+        // Root-owned and not writable by barman: the account it restricts cannot change it.
+        FileSpec::new(
+            render::PUT_WAL_ONLY,
+            t.render("put-wal-only", &data)?,
+            "root",
+            0o755,
+        ),
+        render::ca_file(ctx)?,
         FileSpec::new(
             "/etc/cron.d/pgnode-barman",
             t.render("barman-cron", &data)?,
@@ -118,8 +138,12 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(barman::master_login(ctx));
     steps.push(barman::receive_wal(ctx));
     steps.push(barman::wal_archived(ctx));
+    // A change of primary can leave duplicates as the archiver catches up: before each check.
+    steps.push(follow::partial_duplicates_set_aside(ctx));
     steps.push(barman::check(ctx, false));
+    steps.push(follow::history_archived(ctx));
     steps.push(barman::first_backup(ctx));
+    steps.push(follow::partial_duplicates_set_aside(ctx));
     steps.push(barman::check(ctx, true));
     Ok(steps)
 }

@@ -146,6 +146,7 @@ impl Default for RawPostgres {
 struct RawReplication {
     user: String,
     slot: String,
+    synchronous: bool,
 }
 
 impl Default for RawReplication {
@@ -153,6 +154,7 @@ impl Default for RawReplication {
         RawReplication {
             user: "streaming_user".into(),
             slot: "pg_slot_1".into(),
+            synchronous: false,
         }
     }
 }
@@ -168,6 +170,8 @@ struct RawBarman {
     minimum_redundancy: u32,
     last_backup_maximum_age: String,
     backup_schedule: String,
+    restore_drill_schedule: String,
+    incremental_schedule: String,
 }
 
 impl Default for RawBarman {
@@ -181,6 +185,10 @@ impl Default for RawBarman {
             minimum_redundancy: 1,
             last_backup_maximum_age: "7 DAYS".into(),
             backup_schedule: "0 3 * * *".into(),
+            // Daily, two hours after the default base backup: the drill restores the newest.
+            restore_drill_schedule: "0 5 * * *".into(),
+            // Off: incremental backups need PostgreSQL >= 17 and Barman >= 3.11.
+            incremental_schedule: String::new(),
         }
     }
 }
@@ -213,7 +221,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "hot_standby_feedback",
         ],
     ),
-    ("replication", &["user", "slot"]),
+    ("replication", &["user", "slot", "synchronous"]),
     (
         "barman",
         &[
@@ -225,6 +233,8 @@ const KNOWN: &[(&str, &[&str])] = &[
             "minimum_redundancy",
             "last_backup_maximum_age",
             "backup_schedule",
+            "restore_drill_schedule",
+            "incremental_schedule",
         ],
     ),
 ];
@@ -354,6 +364,9 @@ pub struct Postgres {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replication {
     pub user: PgUser,
+    /// Zero-loss mode: a commit returns only once a standby has the WAL
+    /// (`synchronous_standby_names = 'ANY 1 (...)'`). Off by default.
+    pub synchronous: bool,
 }
 
 /// Barman's users, slot, retention and schedule.
@@ -367,6 +380,11 @@ pub struct Barman {
     pub minimum_redundancy: u32,
     pub last_backup_maximum_age: String,
     pub backup_schedule: String,
+    /// When `pgnode restore --drill` restores and checks the newest backup (cron, 5 fields).
+    pub restore_drill_schedule: String,
+    /// When incremental backups run (`barman backup --incremental latest`); empty: never.
+    /// PostgreSQL >= 17 only (the primary then runs with `summarize_wal = on`).
+    pub incremental_schedule: String,
 }
 
 /// A fully validated cluster description.
@@ -451,6 +469,26 @@ impl Cluster {
     /// The node called `name`.
     pub fn named(&self, name: &str) -> Option<&Node> {
         self.nodes().into_iter().find(|n| n.name.as_str() == name)
+    }
+
+    /// Barman's receiver's application name (Barman's default `streaming_archiver_name`).
+    pub const BARMAN_RECEIVER: &'static str = "barman_receive_wal";
+
+    /// `synchronous_standby_names` in zero-loss mode: any one of the PostgreSQL nodes (a node
+    /// never connects to itself, so the same list serves whichever is primary); `None` when the
+    /// mode is off. Barman's receiver is deliberately not listed: a commit acknowledged by
+    /// Barman alone would be lost by a failover to a standby, which is what this mode promises
+    /// not to do (Barman's archive keeps it for a point-in-time recovery either way).
+    pub fn synchronous_standby_names(&self) -> Option<String> {
+        if !self.replication.synchronous {
+            return None;
+        }
+        let names: Vec<String> = self
+            .pg_nodes()
+            .iter()
+            .map(|n| format!("\"{}\"", n.name))
+            .collect();
+        Some(format!("ANY 1 ({})", names.join(", ")))
     }
 
     /// The users pgnode creates on the primary, in a stable order.
@@ -545,6 +583,7 @@ fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
     let postgresql = validate_postgres(&raw.postgresql, &mut v);
     let replication = Replication {
         user: pg_user(&raw.replication.user, "replication.user", &mut v),
+        synchronous: raw.replication.synchronous,
     };
     let barman = validate_barman(&raw.barman, &mut v);
     cross_checks(&replication, &barman, &mut v);
@@ -838,6 +877,26 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
             ),
         );
     }
+    if let Err(why) = rules::cron_schedule(&raw.restore_drill_schedule) {
+        v.bad(
+            "barman.restore_drill_schedule",
+            format!(
+                "{:?} is not a cron schedule cron would run, such as \"0 5 * * *\": {why}",
+                raw.restore_drill_schedule
+            ),
+        );
+    }
+    if !raw.incremental_schedule.is_empty() {
+        if let Err(why) = rules::cron_schedule(&raw.incremental_schedule) {
+            v.bad(
+                "barman.incremental_schedule",
+                format!(
+                    "{:?} is not empty (off) or a cron schedule cron would run, such as \"0 3 * * 1-6\": {why}",
+                    raw.incremental_schedule
+                ),
+            );
+        }
+    }
     if let Err(why) = rules::cron_schedule(&raw.backup_schedule) {
         v.bad(
             "barman.backup_schedule",
@@ -856,6 +915,8 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
         minimum_redundancy: raw.minimum_redundancy,
         last_backup_maximum_age: raw.last_backup_maximum_age.to_uppercase(),
         backup_schedule: raw.backup_schedule.clone(),
+        restore_drill_schedule: raw.restore_drill_schedule.clone(),
+        incremental_schedule: raw.incremental_schedule.clone(),
     }
 }
 

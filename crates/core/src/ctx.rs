@@ -30,6 +30,9 @@ pub struct Ctx {
     /// Slave only: clone the master again even if the data directory is a standby of it
     /// (after its slot was invalidated). The old directory is set aside, not deleted.
     pub reclone: bool,
+    /// Master only: promote this standby without proof that the old primary's WAL is all
+    /// here (failover; the old primary is gone).
+    pub force_promote: bool,
     secrets: OnceCell<Secrets>,
 }
 
@@ -80,6 +83,7 @@ impl Ctx {
             major,
             dry_run,
             reclone: false,
+            force_promote: false,
             secrets: OnceCell::new(),
         }
     }

@@ -38,6 +38,37 @@ pub fn local(ctx: &Ctx, sql: &str) -> Cmd {
     .stdin(sql)
 }
 
+/// Runs `f` with a passfile holding `line` (a .pgpass line), in a private directory (0700,
+/// file 0600) removed afterwards: for a password that must not be in argv or the environment.
+///
+/// Errors: the directory or file cannot be written, or `f`'s error.
+pub fn with_passfile<T>(line: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let dir = std::env::temp_dir().join(format!("pgnode-pass-{}", crate::files::unique_suffix()));
+    let werr = |source| Error::Write {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(werr)?;
+    let file = dir.join("pgpass");
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut fh| fh.write_all(line.as_bytes()));
+    let result = match written {
+        Ok(()) => f(&file),
+        Err(e) => Err(werr(e)),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// psql to a conninfo string as an OS user whose passfile holds the password.
 pub fn remote(os_user: &str, conninfo: &str, passfile: &Path, sql: &str) -> Cmd {
     psql_args(
@@ -45,6 +76,9 @@ pub fn remote(os_user: &str, conninfo: &str, passfile: &Path, sql: &str) -> Cmd 
             .user(os_user)
             .env("PGPASSFILE", passfile.to_string_lossy())
             .env("PGCONNECT_TIMEOUT", "5")
+            // Connections between nodes verify the server against the cluster CA.
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", crate::tls::CA_FILE)
             .args(["-d", conninfo]),
     )
     .stdin(sql)
@@ -151,9 +185,59 @@ pub fn parse_controldata(out: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A WAL position (`X/Y` as PostgreSQL prints it) as a number, comparable and subtractable.
+pub fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// The value of `key` in a libpq conninfo string such as `primary_conninfo`
+/// (`host=10.0.0.1 port=5432 ...`; pgnode never writes quoted values).
+pub fn conninfo_value<'a>(conninfo: &'a str, key: &str) -> Option<&'a str> {
+    conninfo
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim_matches('\''))
+}
+
+/// Replication (`replication=true`) or ordinary psql to another PostgreSQL node as the
+/// standbys' user, with the postgres account's passfile.
+pub fn peer(ctx: &Ctx, host: &str, replication: bool, sql: &str) -> Cmd {
+    let c = &ctx.cluster;
+    let mode = if replication {
+        "dbname=replication replication=true"
+    } else {
+        "dbname=postgres"
+    };
+    let conninfo = format!(
+        "host={host} port={} user={} {mode} application_name=pgnode",
+        ctx.port(),
+        c.replication.user
+    );
+    remote(
+        "postgres",
+        &conninfo,
+        Path::new(&crate::render::postgres_pgpass()),
+        sql,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lsns_and_conninfo() {
+        assert_eq!(parse_lsn("0/3000060"), Some(0x3000060));
+        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
+        assert!(parse_lsn("1/0").unwrap() > parse_lsn("0/FFFFFFFF").unwrap());
+        assert_eq!(parse_lsn("nope"), None);
+        let ci =
+            "host=192.168.11.101 port=5432 user=streaming_user passfile=/x application_name=slave";
+        assert_eq!(conninfo_value(ci, "host"), Some("192.168.11.101"));
+        assert_eq!(conninfo_value(ci, "dbname"), None);
+    }
 
     #[test]
     fn parses_tools_output() {

@@ -9,6 +9,9 @@ pub struct Item {
     pub check: String,
     pub value: String,
     pub ok: bool,
+    /// Raw numbers behind `value` (bytes, seconds, timeline) for machines; `value` is for people.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub raw: serde_json::Value,
 }
 
 /// The status of one node.
@@ -40,7 +43,21 @@ impl NodeStatus {
             check: check.into(),
             value: value.into(),
             ok,
+            raw: serde_json::Value::Null,
         });
+    }
+
+    /// Records the outcome of a probe with its raw numbers.
+    pub fn add_raw(&mut self, check: &str, r: crate::Result<(String, bool, serde_json::Value)>) {
+        match r {
+            Ok((v, ok, raw)) => {
+                self.add(check, v, ok);
+                if let Some(last) = self.items.last_mut() {
+                    last.raw = raw;
+                }
+            }
+            Err(e) => self.add_result(check, Err(e)),
+        }
     }
 
     /// Records the outcome of a probe that may have failed outright.
@@ -81,9 +98,44 @@ impl NodeStatus {
     }
 }
 
+/// A byte count for people: `4.0 GiB`, `512 B` (the JSON output keeps raw numbers in values
+/// that are numbers; tables use this).
+pub fn human_bytes(n: i64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n.unsigned_abs() as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    let sign = if n < 0 { "-" } else { "" };
+    if i == 0 {
+        format!("{sign}{} B", n.unsigned_abs())
+    } else {
+        format!("{sign}{v:.1} {}", units[i])
+    }
+}
+
+/// [`human_bytes`] of a number psql printed, or the text itself when it is not a number.
+pub fn human(s: &str) -> String {
+    s.parse::<i64>()
+        .map(human_bytes)
+        .unwrap_or_else(|_| s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_in_human_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(4303661016), "4.0 GiB");
+        assert_eq!(human_bytes(16 * 1024 * 1024), "16.0 MiB");
+        assert_eq!(human("unlimited"), "unlimited");
+        assert_eq!(human("2048"), "2.0 KiB");
+    }
 
     #[test]
     fn one_bad_item_makes_the_node_unhealthy() {

@@ -33,24 +33,34 @@ pub fn role<'a>(ctx: &'a Ctx, user: &'a str, replication: bool) -> Step<'a> {
                 }
                 _ => {}
             }
-            let login = Cmd::new("psql")
-                .args([
-                    "-X",
-                    "-w",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &ctx.port().to_string(),
-                    "-U",
-                    user,
-                    "-d",
-                    "postgres",
-                    "-f",
-                    "-",
-                ])
-                .env_secret("PGPASSWORD", ctx.password(user)?)
-                .stdin("SELECT 1;")
-                .probe()?;
+            // The password goes through a private passfile: in PGPASSWORD it would be readable
+            // in /proc/PID/environ for as long as psql runs.
+            let line = format!(
+                "127.0.0.1:{}:postgres:{user}:{}\n",
+                ctx.port(),
+                ctx.password(user)?
+            );
+            let login = pg::with_passfile(&line, |passfile| {
+                Cmd::new("psql")
+                    .args([
+                        "-X",
+                        "-w",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &ctx.port().to_string(),
+                        "-U",
+                        user,
+                        "-d",
+                        "postgres",
+                        "-f",
+                        "-",
+                    ])
+                    .env("PGPASSFILE", passfile.to_string_lossy())
+                    .stdin("SELECT 1;")
+                    .probe()
+                    .map_err(Into::into)
+            })?;
             Ok(if login.success() {
                 Check::Ok
             } else {
@@ -104,6 +114,43 @@ pub fn barman_privileges(major: u16) -> (Vec<&'static str>, Vec<&'static str>) {
 pub fn barman_grants(ctx: &Ctx) -> Step<'_> {
     let user = ctx.cluster.barman.user.as_str();
     let (functions, roles) = barman_privileges(ctx.major.get());
+    grants(
+        ctx,
+        user,
+        functions,
+        roles,
+        "has backup privileges (not superuser)",
+    )
+}
+
+/// The functions pg_rewind calls on its source (PostgreSQL's documented non-superuser set).
+pub const REWIND_FUNCTIONS: [&str; 4] = [
+    "pg_ls_dir(text, boolean, boolean)",
+    "pg_stat_file(text, boolean)",
+    "pg_read_binary_file(text)",
+    "pg_read_binary_file(text, bigint, bigint, boolean)",
+];
+
+/// The standbys' role may read the data directory's files through SQL, which pg_rewind needs
+/// when a former primary rejoins (it can already copy all of them with pg_basebackup).
+pub fn rewind_grants(ctx: &Ctx) -> Step<'_> {
+    let user = ctx.cluster.replication.user.as_str();
+    grants(
+        ctx,
+        user,
+        REWIND_FUNCTIONS.to_vec(),
+        Vec::new(),
+        "may be pg_rewind's source (file functions, not superuser)",
+    )
+}
+
+fn grants<'a>(
+    ctx: &'a Ctx,
+    user: &'a str,
+    functions: Vec<&'static str>,
+    roles: Vec<&'static str>,
+    what: &str,
+) -> Step<'a> {
     let mut checks: Vec<String> = functions
         .iter()
         .map(|f| format!("has_function_privilege('{user}', '{f}', 'EXECUTE')"))
@@ -126,7 +173,7 @@ pub fn barman_grants(ctx: &Ctx) -> Step<'_> {
         .map(|s| s.to_string())
         .collect();
     Step::change(
-        format!("{user} has backup privileges (not superuser)"),
+        format!("{user} {what}"),
         move || {
             let rows = pg::query(&pg::local(ctx, &query))?;
             let row = rows.first().ok_or_else(|| Error::Parse {

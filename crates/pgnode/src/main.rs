@@ -11,6 +11,7 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{secrets, Ctx, Error};
 
 mod host;
+mod restore;
 
 const DEFAULT_CONFIG: &str = "/vagrant/config/cluster.json";
 
@@ -38,6 +39,11 @@ struct Cli {
     /// directory is set aside beside it, not deleted.
     #[arg(long)]
     reclone: bool,
+    /// Master only, for a failover: promote this standby although the old primary is gone and
+    /// cannot prove that it lost nothing (prints how far behind this standby was). Still
+    /// refused while the old primary answers as a primary.
+    #[arg(long)]
+    force_promote: bool,
     /// Take every node path under this directory (planning into a scratch root).
     #[arg(long, default_value = "/", hide = true)]
     root: PathBuf,
@@ -56,11 +62,19 @@ enum Command {
         #[arg(long, value_parser = parse_role)]
         role: Option<Role>,
     },
-    /// Create the secrets file beside the config if it does not exist (never prints secrets).
-    Secrets,
+    /// Create the secrets file beside the config if it does not exist, or add what it lacks
+    /// (never prints secrets).
+    Secrets {
+        /// Replace the cluster CA and every node's TLS certificate, then rerun every role
+        /// (master first) to install them.
+        #[arg(long)]
+        rotate_tls: bool,
+    },
     /// Print the validated config as JSON: defaults filled in, nodes in provisioning order
     /// (what the lab, the Vagrantfile and the Ansible wrapper read). Exit 2 when invalid.
     Config,
+    /// Backup node: restore a backup into a sandbox, start a throwaway server on it, report.
+    Restore(restore::RestoreArgs),
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -79,8 +93,9 @@ fn main() -> ExitCode {
         Some(Command::Status { json, role }) => {
             status(cluster, role, cli.node.as_deref(), &cli.config, json)
         }
-        Some(Command::Secrets) => make_secrets(&cluster, &cli.config),
+        Some(Command::Secrets { rotate_tls }) => make_secrets(&cluster, &cli.config, rotate_tls),
         Some(Command::Config) => print_config(&cluster),
+        Some(Command::Restore(a)) => restore::run(cluster, &cli.config, a),
         None => match cli.role {
             Some(role) => converge(cluster, role, &cli),
             None => {
@@ -125,7 +140,12 @@ fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
+    if cli.force_promote && role != Role::Master {
+        eprintln!("pgnode: --force-promote is for the master role only");
+        return ExitCode::from(2);
+    }
     ctx.reclone = cli.reclone;
+    ctx.force_promote = cli.force_promote;
     // Two runs on one node (a manual rerun during `vagrant provision`) would race on the same
     // files and services: the second one stops here, before checking anything.
     let _lock = if cli.dry_run {
@@ -265,20 +285,25 @@ fn print_config(cluster: &Cluster) -> ExitCode {
     }
 }
 
-fn make_secrets(cluster: &Cluster, config: &Path) -> ExitCode {
+fn make_secrets(cluster: &Cluster, config: &Path, rotate_tls: bool) -> ExitCode {
     let users: Vec<&str> = cluster.pg_users().iter().map(|u| u.as_str()).collect();
     let path = secrets::path_for(config);
-    match secrets::load_or_create(&path, &users) {
-        Ok((_, created)) => {
-            println!(
-                "secrets: {} ({})",
-                path.display(),
-                if created {
-                    "created"
-                } else {
-                    "already present"
+    let nodes = secrets::tls_nodes(cluster);
+    let result = if rotate_tls {
+        secrets::replace_tls(&path, &users, &nodes, true)
+    } else {
+        secrets::load_or_create(&path, &users, &nodes)
+    };
+    match result {
+        Ok((_, changed)) => {
+            let what = match (rotate_tls, changed) {
+                (true, _) => {
+                    "TLS CA and node certificates replaced: rerun every role, master first"
                 }
-            );
+                (false, true) => "created or completed",
+                (false, false) => "already present",
+            };
+            println!("secrets: {} ({what})", path.display());
             ExitCode::SUCCESS
         }
         // An unusable existing file is bad input (exit 2); a failing ssh-keygen is not.

@@ -285,6 +285,8 @@ fn base_backup(ctx: &Ctx, create_slot: bool) -> Result<()> {
         .user("postgres")
         .env("PGPASSFILE", passfile().to_string_lossy())
         .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", pgnode_core::tls::CA_FILE)
         .args([
             "-h",
             &c.master.address.to_string(),

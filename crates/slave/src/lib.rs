@@ -13,17 +13,21 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{Ctx, Result, Step};
 
 mod clone;
+pub mod rejoin;
 pub mod repair;
 pub mod status;
 
-/// Packages the standby needs (openssh-client only so that it can generate the cluster's
-/// secrets if it happens to run first).
+/// Packages the standby needs: openssh-client and openssl so that it can generate the cluster's
+/// secrets if it happens to run first, and barman-cli so that on a switchover the master role
+/// finds it installed and promotes without waiting for apt (every second counts as downtime).
 pub fn packages(ctx: &Ctx) -> Vec<String> {
     let m = ctx.major;
     vec![
         format!("postgresql-{m}"),
         format!("postgresql-client-{m}"),
+        "barman-cli".into(),
         "openssh-client".into(),
+        "openssl".into(),
     ]
 }
 
@@ -44,11 +48,19 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
     let pgpass = render::pgpass(
         ctx,
         t,
-        &[PassEntry {
-            host: master,
-            database: "replication",
-            user,
-        }],
+        &[
+            PassEntry {
+                host: master.clone(),
+                database: "replication",
+                user,
+            },
+            // pg_rewind's ordinary connection, when this node rejoins after a failover.
+            PassEntry {
+                host: master,
+                database: "postgres",
+                user,
+            },
+        ],
     )?;
     let mut files = render::server_files(ctx, t, &data)?;
     files.insert(
@@ -99,11 +111,13 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.extend(files(ctx, t)?.into_iter().map(|f| Step::file(ctx, f)));
     let state = std::rc::Rc::new(clone::MasterFacts::default());
     steps.push(clone::master_answers(ctx, state.clone()));
+    steps.push(rejoin::rejoin_step(ctx, marker.clone()));
     steps.push(clone::clone_step(ctx, state.clone(), marker.clone()));
     steps.push(Step::file(ctx, marker.clone()));
     steps.push(common::service(ctx.service()));
     steps.push(common::pg_ready(ctx));
     steps.push(common::pg_settings_loaded(ctx));
+    steps.push(rejoin::no_leftover_slots(ctx));
     steps.push(clone::streaming(ctx, state, marker));
     Ok(steps)
 }

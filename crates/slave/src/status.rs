@@ -36,7 +36,7 @@ fn server(ctx: &Ctx) -> Result<(String, bool)> {
 }
 
 fn receiver(ctx: &Ctx) -> Result<(String, bool)> {
-    let q = "SELECT status, coalesce(sender_host, '?'), coalesce(slot_name, '-'), coalesce(latest_end_time::timestamp(0)::text, '-') FROM pg_stat_wal_receiver;";
+    let q = "SELECT status, coalesce(sender_host, '?'), coalesce(slot_name, '-'), coalesce(latest_end_time::timestamp(0)::text, '-'), received_tli FROM pg_stat_wal_receiver;";
     let rows = pg::query(&pg::local(ctx, q))?;
     let want_slot = ctx.node().standby_slot()?.as_str();
     Ok(match rows.first() {
@@ -50,10 +50,13 @@ fn receiver(ctx: &Ctx) -> Result<(String, bool)> {
         },
         Some(r) => (
             format!(
-                "{} from {} via slot {}, last message {}",
-                r[0], r[1], r[2], r[3]
+                "{} from {} via slot {}, timeline {}, last message {}",
+                r[0], r[1], r[2], r[4], r[3]
             ),
-            r[0] == "streaming" && r[2] == want_slot,
+            // Streaming from the config's master, through this node's own slot.
+            r[0] == "streaming"
+                && r[1] == ctx.cluster.master.address.to_string()
+                && r[2] == want_slot,
         ),
     })
 }
@@ -65,8 +68,9 @@ fn lag(ctx: &Ctx) -> Result<(String, bool)> {
     let r = &r[0];
     Ok((
         format!(
-            "{} bytes received but not replayed; last replayed transaction {}s ago",
-            r[0], r[1]
+            "{} received but not replayed; last replayed transaction {}s ago",
+            pgnode_core::status::human(&r[0]),
+            r[1]
         ),
         true,
     ))

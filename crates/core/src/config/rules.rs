@@ -42,7 +42,14 @@ const TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("hot_standby_feedback", Kind::Bool),
         ],
     ),
-    ("replication", &[("user", Kind::Str), ("slot", Kind::Str)]),
+    (
+        "replication",
+        &[
+            ("user", Kind::Str),
+            ("slot", Kind::Str),
+            ("synchronous", Kind::Bool),
+        ],
+    ),
     (
         "barman",
         &[

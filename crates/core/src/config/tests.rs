@@ -286,3 +286,49 @@ fn at_least_one_standby_is_needed() {
         "{ps:#?}"
     );
 }
+
+#[test]
+fn restore_drill_schedule_defaults_to_daily_and_is_a_cron_schedule() {
+    let c = Cluster::parse(SHIPPED, "cluster.json").unwrap();
+    assert_eq!(c.barman.restore_drill_schedule, "0 5 * * *");
+    let c = Cluster::parse(
+        &with(|v| v["barman"]["restore_drill_schedule"] = "30 6 * * 1".into()),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.barman.restore_drill_schedule, "30 6 * * 1");
+    let ps = problems(&with(|v| {
+        v["barman"]["restore_drill_schedule"] = "0 5 * * * root rm -rf /".into()
+    }));
+    assert_eq!(fields(&ps), ["barman.restore_drill_schedule"]);
+}
+
+#[test]
+fn incremental_schedule_is_off_by_default_or_a_cron_schedule() {
+    let c = Cluster::parse(SHIPPED, "cluster.json").unwrap();
+    assert_eq!(c.barman.incremental_schedule, "");
+    let c = Cluster::parse(
+        &with(|v| v["barman"]["incremental_schedule"] = "0 3 * * 1-6".into()),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.barman.incremental_schedule, "0 3 * * 1-6");
+    let ps = problems(&with(|v| {
+        v["barman"]["incremental_schedule"] = "daily".into()
+    }));
+    assert_eq!(fields(&ps), ["barman.incremental_schedule"]);
+}
+
+#[test]
+fn zero_loss_mode_lists_every_postgresql_node() {
+    let c = Cluster::parse(SHIPPED, "t").unwrap();
+    assert_eq!(c.synchronous_standby_names(), None);
+    let t = with(|v| v["replication"]["synchronous"] = true.into());
+    let c = Cluster::parse(&t, "t").unwrap();
+    assert_eq!(
+        c.synchronous_standby_names().unwrap(),
+        r#"ANY 1 ("master", "slave")"#
+    );
+    let t = with(|v| v["replication"]["synchronous"] = "yes".into());
+    assert_eq!(fields(&problems(&t)), ["replication.synchronous"]);
+}

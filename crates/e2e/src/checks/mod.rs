@@ -7,7 +7,10 @@ use crate::check;
 use crate::runner::Check;
 
 mod backup;
+mod backup_idle;
+mod bad_config;
 mod drift;
+mod drill;
 mod fault_backup_down;
 mod fault_concurrent;
 mod fault_interrupted;
@@ -17,13 +20,17 @@ mod fault_primary_poweroff;
 mod fault_reboot;
 mod fault_slot_lost;
 mod fault_standby_down;
+mod forced_command;
 mod idempotence;
+mod incremental;
 mod network;
 mod replication;
 mod restore;
+mod secrets_hidden;
 mod security;
 mod standby;
 mod status;
+mod tls;
 
 /// Every check, in run order.
 pub const ALL: &[Check] = &[
@@ -31,11 +38,18 @@ pub const ALL: &[Check] = &[
     check!("replication", replication::run),
     check!("standby", standby::run),
     check!("backup", backup::run),
+    check!("backup-idle", backup_idle::run),
     check!("restore", restore::run),
+    check!("drill", drill::run),
+    check!("incremental", incremental::run),
     check!("idempotence", idempotence::run),
     check!("drift", drift::run),
     check!("status", status::run),
     check!("security", security::run),
+    check!("bad-config", bad_config::run),
+    check!("tls", tls::run),
+    check!("forced-command", forced_command::run),
+    check!("secrets-hidden", secrets_hidden::run),
     // The fault drills (issue 9): each leaves the cluster healthy and as configured.
     check!("fault-standby-down", fault_standby_down::run),
     check!("fault-slot-lost", fault_slot_lost::run),

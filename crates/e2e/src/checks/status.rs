@@ -4,7 +4,16 @@
 use std::time::Duration;
 
 use crate::text::{and_list, last_line, squeeze};
-use crate::{ensure, fail, pending, wait_for, Ctx, Result};
+use crate::{ensure, fail, pending, wait_for, Ctx, Node, Result};
+
+/// Starts the stopped standby again if the check ends early (a no-op once the role restarted it).
+struct Restart<'a>(&'a Node);
+
+impl Drop for Restart<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.service_start();
+    }
+}
 
 pub fn run(cx: &mut Ctx) -> Result<()> {
     let nodes = cx.cluster.nodes();
@@ -31,6 +40,8 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         return fail("the config has no standby to stop", "");
     };
     standby.service_stop()?;
+    // Whatever happens next, the standby does not stay down for the checks that follow.
+    let _restart = Restart(standby);
     let out = wait_for(
         "the primary's status to notice the stopped standby",
         Duration::from_secs(60),
