@@ -46,6 +46,53 @@ impl Lab {
     }
 }
 
+/// Undoes a fault if the drill ends early (a failed step returns with `?`): boots the node
+/// again, or brings its link back, so that the checks after it find the cluster whole. The
+/// drill calls [`Undo::done`] once it repaired the fault itself.
+pub struct Undo<'a> {
+    hooks: &'a dyn Faults,
+    node: String,
+    link: bool,
+    armed: bool,
+}
+
+impl<'a> Undo<'a> {
+    /// Boots `node` again on drop unless done.
+    pub fn power(hooks: &'a dyn Faults, node: &str) -> Undo<'a> {
+        Undo {
+            hooks,
+            node: node.to_string(),
+            link: false,
+            armed: true,
+        }
+    }
+    /// Brings `node`'s link back on drop unless done.
+    pub fn link(hooks: &'a dyn Faults, node: &str) -> Undo<'a> {
+        Undo {
+            hooks,
+            node: node.to_string(),
+            link: true,
+            armed: true,
+        }
+    }
+    /// The drill repaired the fault itself.
+    pub fn done(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = if self.link {
+                self.hooks.link(&self.node, true)
+            } else {
+                self.hooks.boot(&self.node)
+            };
+        }
+    }
+}
+
 /// The target's fault hooks. Err: this target has none (the drill cannot run there).
 pub fn hooks<'a>(cx: &Ctx<'a>) -> Result<&'a dyn Faults> {
     let target = cx.cluster.target();

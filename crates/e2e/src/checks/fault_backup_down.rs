@@ -18,6 +18,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     let load = faults::start_load(cx, "e2e_fault_backup_down", 20)?;
     let failed_before = failed_count(primary)?;
     faults::hook("power off the backup node", hooks.power_off(&backup.name))?;
+    let undo = faults::Undo::power(hooks, &backup.name);
     faults::write_wal(primary, 32)?;
     wait_for(
         "archive_command to fail while the backup node is off",
@@ -38,6 +39,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     ));
     let clock = Clock::start();
     faults::hook("boot the backup node", hooks.boot(&backup.name))?;
+    undo.done();
     let report = load.finish(cx, false)?;
     let _ = report;
     // The WAL holding the last acknowledged commit is closed, so both paths must deliver it.

@@ -18,6 +18,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     let (primary, standby) = (cx.cluster.primary(), faults::first_standby(cx)?);
     let load = faults::start_load(cx, "e2e_fault_partition", 25)?;
     faults::hook("cut the standby's link", hooks.link(&standby.name, false))?;
+    let undo = faults::Undo::link(hooks, &standby.name);
     let cut = Clock::start();
     let before = standby.sql("postgres", "select pg_last_wal_receive_lsn()")?;
     let ping = standby.run(&["ping", "-c", "1", "-W", "1", &primary.address.to_string()])?;
@@ -48,6 +49,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         "restore the standby's link",
         hooks.link(&standby.name, true),
     )?;
+    undo.done();
     faults::caught_up(cx, standby, Duration::from_secs(120))?;
     let secs = clock.secs();
     cx.note(format!(

@@ -15,9 +15,11 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     faults::write_wal(primary, 1)?;
     load.settle_ledger(cx)?;
     faults::hook("hard power-off of the primary", hooks.kill(&primary.name))?;
+    let undo = faults::Undo::power(hooks, &primary.name);
     cx.note(format!("{primary}: hard power-off under load"));
     let clock = Clock::start();
     faults::hook("boot the primary", hooks.boot(&primary.name))?;
+    undo.done();
     faults::all_healthy(cx, faults::HEAL)?;
     let secs = clock.secs();
     load.finish(cx, true)?;

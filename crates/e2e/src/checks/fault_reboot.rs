@@ -20,8 +20,10 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
             load.settle_ledger(cx)?;
         }
         faults::hook(&format!("power off {node}"), hooks.power_off(&node.name))?;
+        let undo = faults::Undo::power(hooks, &node.name);
         let clock = Clock::start();
         faults::hook(&format!("boot {node}"), hooks.boot(&node.name))?;
+        undo.done();
         faults::all_healthy(cx, faults::HEAL)?;
         let secs = clock.secs();
         cx.note(format!(

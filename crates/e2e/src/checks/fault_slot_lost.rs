@@ -37,6 +37,7 @@ fn drill(cx: &Ctx, hooks: &dyn faults::Faults, primary: &Node, standby: &Node) -
     let slot = faults::standby_slot(cx, standby)?;
     let load = faults::start_load(cx, "e2e_fault_slot_lost", 30)?;
     faults::hook("power off the standby", hooks.power_off(&standby.name))?;
+    let undo = faults::Undo::power(hooks, &standby.name);
     faults::write_wal(primary, 112)?;
     primary.sql("postgres", "checkpoint")?;
     let q = format!("select wal_status from pg_replication_slots where slot_name = '{slot}'");
@@ -73,6 +74,7 @@ fn drill(cx: &Ctx, hooks: &dyn faults::Faults, primary: &Node, standby: &Node) -
     ));
     let clock = Clock::start();
     faults::hook("boot the standby", hooks.boot(&standby.name))?;
+    undo.done();
     let out = standby.pgnode(&["--role", standby.role.as_str()])?;
     let said = out.combined();
     if !out.success() || !said.contains(" failed=0 ") {
