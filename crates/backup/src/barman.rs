@@ -134,9 +134,12 @@ pub fn sshd_serves_pinned_key(ctx: &Ctx) -> Step<'_> {
             None => Check::Needs(format!("ssh-keyscan got no key: {}", out.stderr.trim())),
         })
     };
+    // sshd re-executes itself on reload and does not answer for a moment (OpenSSH 10 on
+    // Debian 13 was seen refusing ssh-keyscan right after `systemctl reload`).
     Step::change("sshd presents the pinned host key", served, || {
         system::systemctl("reload-or-restart", "ssh")
     })
+    .settles(Duration::from_secs(30))
 }
 
 fn master_conninfo(ctx: &Ctx) -> String {

@@ -104,6 +104,8 @@ pub fn service(unit: String) -> Step<'static> {
             Ok(())
         },
     )
+    // A unit may still be "activating" when systemctl returns (Type=forking, notify timeouts).
+    .settles(Duration::from_secs(30))
 }
 
 /// The local server is running and accepts connections (bounded wait).

@@ -80,6 +80,8 @@ impl fmt::Display for Role {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     version: u32,
+    #[serde(default)]
+    min_pgnode: Option<String>,
     nodes: Vec<RawNode>,
     #[serde(default)]
     network: RawNetwork,
@@ -97,6 +99,8 @@ struct RawNode {
     name: String,
     role: String,
     address: String,
+    #[serde(default)]
+    slot: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +191,7 @@ const KNOWN: &[(&str, &[&str])] = &[
         "",
         &[
             "version",
+            "min_pgnode",
             "nodes",
             "network",
             "postgresql",
@@ -194,7 +199,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "barman",
         ],
     ),
-    ("nodes[]", &["name", "role", "address"]),
+    ("nodes[]", &["name", "role", "address", "slot"]),
     ("network", &["prefix"]),
     (
         "postgresql",
@@ -311,6 +316,26 @@ pub struct Node {
     pub name: NodeName,
     pub role: Role,
     pub address: Ipv4Addr,
+    /// The physical slot this node streams through on the primary while it is a standby.
+    /// Every slave has one (`pg_slot_1`, `pg_slot_2`, ... in config order by default); a
+    /// master has one only when the config names it (used once it becomes a standby).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SlotName>,
+}
+
+impl Node {
+    /// This node's standby slot.
+    ///
+    /// Errors: [`crate::Error::Refused`] for a node without one (the backup, or a master whose
+    /// config names none), which validation prevents for every slave.
+    pub fn standby_slot(&self) -> crate::error::Result<&SlotName> {
+        self.slot.as_ref().ok_or_else(|| {
+            crate::Error::Refused(format!(
+                "node {} ({}) has no replication slot in the config",
+                self.name, self.role
+            ))
+        })
+    }
 }
 
 /// PostgreSQL settings pgnode manages.
@@ -325,11 +350,10 @@ pub struct Postgres {
     pub hot_standby_feedback: bool,
 }
 
-/// The standby's replication user and slot.
+/// The standbys' replication user (each standby's slot is on its node).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replication {
     pub user: PgUser,
-    pub slot: SlotName,
 }
 
 /// Barman's users, slot, retention and schedule.
@@ -349,7 +373,8 @@ pub struct Barman {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cluster {
     pub master: Node,
-    pub slave: Node,
+    /// The hot standbys, in config order (at least one).
+    pub slaves: Vec<Node>,
     pub backup: Node,
     pub prefix: u8,
     pub postgresql: Postgres,
@@ -384,6 +409,7 @@ impl Cluster {
         })?;
         let mut problems = Vec::new();
         unknown_keys(&value, "", &mut problems);
+        problems.extend(rules::type_problems(&value));
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -396,18 +422,35 @@ impl Cluster {
         validate(raw).map_err(fail)
     }
 
-    /// All nodes, in provisioning order (master, slave, backup).
-    pub fn nodes(&self) -> [&Node; 3] {
-        [&self.master, &self.slave, &self.backup]
+    /// All nodes, in provisioning order: master, the slaves in config order, backup.
+    pub fn nodes(&self) -> Vec<&Node> {
+        std::iter::once(&self.master)
+            .chain(&self.slaves)
+            .chain(std::iter::once(&self.backup))
+            .collect()
     }
 
-    /// The node playing `role`.
-    pub fn node(&self, role: Role) -> &Node {
-        match role {
-            Role::Master => &self.master,
-            Role::Slave => &self.slave,
-            Role::Backup => &self.backup,
-        }
+    /// The hot standbys, in config order.
+    pub fn standbys(&self) -> &[Node] {
+        &self.slaves
+    }
+
+    /// The PostgreSQL nodes: the master, then the standbys.
+    pub fn pg_nodes(&self) -> Vec<&Node> {
+        std::iter::once(&self.master).chain(&self.slaves).collect()
+    }
+
+    /// The nodes playing `role`, in provisioning order.
+    pub fn with_role(&self, role: Role) -> Vec<&Node> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.role == role)
+            .collect()
+    }
+
+    /// The node called `name`.
+    pub fn named(&self, name: &str) -> Option<&Node> {
+        self.nodes().into_iter().find(|n| n.name.as_str() == name)
     }
 
     /// The users pgnode creates on the primary, in a stable order.
@@ -469,11 +512,27 @@ impl V {
 
 fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
     let mut v = V(Vec::new());
-    if raw.version != 1 {
+    if raw.version > 1 {
+        v.bad(
+            "version",
+            format!(
+                "version {} is for a newer pgnode (this one, {}, reads version 1)",
+                raw.version,
+                env!("CARGO_PKG_VERSION")
+            ),
+        );
+    } else if raw.version != 1 {
         v.bad(
             "version",
             format!("unsupported version {} (expected 1)", raw.version),
         );
+    }
+    if let Some(why) = raw
+        .min_pgnode
+        .as_deref()
+        .and_then(|m| rules::min_pgnode(m, env!("CARGO_PKG_VERSION")))
+    {
+        v.bad("min_pgnode", why);
     }
     if !(8..=30).contains(&raw.network.prefix) {
         v.bad(
@@ -481,18 +540,22 @@ fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
             format!("{} is not a prefix length from 8 to 30", raw.network.prefix),
         );
     }
-    let nodes = validate_nodes(&raw.nodes, raw.network.prefix, &mut v);
+    let first_slot = slot(&raw.replication.slot, "replication.slot", &mut v);
+    let nodes = validate_nodes(&raw.nodes, raw.network.prefix, &first_slot, &mut v);
     let postgresql = validate_postgres(&raw.postgresql, &mut v);
     let replication = Replication {
         user: pg_user(&raw.replication.user, "replication.user", &mut v),
-        slot: slot(&raw.replication.slot, "replication.slot", &mut v),
     };
     let barman = validate_barman(&raw.barman, &mut v);
     cross_checks(&replication, &barman, &mut v);
+    if let Some((master, slaves, _)) = &nodes {
+        let pg_nodes: Vec<&Node> = std::iter::once(master).chain(slaves).collect();
+        standby_slots(&raw.nodes, &pg_nodes, &barman, &postgresql, &mut v);
+    }
     match nodes {
-        Some([master, slave, backup]) if v.0.is_empty() => Ok(Cluster {
+        Some((master, slaves, backup)) if v.0.is_empty() => Ok(Cluster {
             master,
-            slave,
+            slaves,
             backup,
             prefix: raw.network.prefix,
             postgresql,
@@ -503,7 +566,9 @@ fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
     }
 }
 
-fn validate_nodes(raw: &[RawNode], prefix: u8, v: &mut V) -> Option<[Node; 3]> {
+type Roles = (Node, Vec<Node>, Node);
+
+fn validate_nodes(raw: &[RawNode], prefix: u8, first_slot: &SlotName, v: &mut V) -> Option<Roles> {
     let mut names = BTreeSet::new();
     let mut addrs = BTreeSet::new();
     let mut nodes = Vec::new();
@@ -548,11 +613,33 @@ fn validate_nodes(raw: &[RawNode], prefix: u8, v: &mut V) -> Option<[Node; 3]> {
                 None
             }
         };
+        let own_slot = n.slot.as_ref().map(|s| slot(s, &f("slot"), v));
+        if role == Some(Role::Backup) && own_slot.is_some() {
+            v.bad(f("slot"), format!("the backup node streams through barman.slot, not a slot of its own (remove \"slot\" from {:?})", n.name));
+        }
         if let (Some(role), Some(address)) = (role, addr) {
+            // Default slots are numbered among the slaves in config order; the first one is
+            // replication.slot (pg_slot_1), which configs written before per-node slots set.
+            let slot = match (own_slot, role) {
+                (Some(s), _) => Some(s),
+                (None, Role::Slave) => {
+                    let k = 1 + nodes
+                        .iter()
+                        .filter(|x: &&Node| x.role == Role::Slave)
+                        .count();
+                    Some(if k == 1 {
+                        first_slot.clone()
+                    } else {
+                        SlotName(format!("pg_slot_{k}"))
+                    })
+                }
+                (None, _) => None,
+            };
             nodes.push(Node {
                 name: NodeName(n.name.clone()),
                 role,
                 address,
+                slot,
             });
         }
     }
@@ -580,8 +667,75 @@ fn validate_nodes(raw: &[RawNode], prefix: u8, v: &mut V) -> Option<[Node; 3]> {
             }
         }
     };
-    let (m, s, b) = (pick(Role::Master), pick(Role::Slave), pick(Role::Backup));
-    Some([m?, s?, b?])
+    let (m, b) = (pick(Role::Master), pick(Role::Backup));
+    let slaves: Vec<Node> = nodes
+        .iter()
+        .filter(|n| n.role == Role::Slave)
+        .cloned()
+        .collect();
+    if slaves.is_empty() {
+        v.bad(
+            "nodes",
+            "no node has role slave (at least one is needed)".to_string(),
+        );
+    }
+    Some((m?, slaves, b?))
+}
+
+/// Every standby slot is unique, none is Barman's, and the primary has room for them all.
+/// A problem is reported at the node's own `slot` key when it has one, else at the key the
+/// default came from.
+fn standby_slots(raw: &[RawNode], nodes: &[&Node], b: &Barman, pg: &Postgres, v: &mut V) {
+    let field = |n: &Node| match raw.iter().position(|r| r.name == n.name.0) {
+        Some(i) if raw[i].slot.is_some() => format!("nodes[{i}].slot"),
+        _ => "barman.slot".to_string(),
+    };
+    let mut seen: Vec<&Node> = Vec::new();
+    for n in nodes.iter().copied().filter(|n| n.slot.is_some()) {
+        let s = n.slot.as_ref().map(|s| s.0.as_str()).unwrap_or("");
+        if s == b.slot.0 {
+            v.bad(
+                field(n),
+                format!(
+                    "{s:?} is both barman.slot and the slot of {}: Barman and each standby need a slot each",
+                    n.name
+                ),
+            );
+        } else if let Some(other) = seen.iter().find(|o| o.slot == n.slot) {
+            let f = field(n).replace("barman.slot", "replication.slot");
+            v.bad(
+                f,
+                format!(
+                    "{s:?} is also the slot of {}: each standby needs its own",
+                    other.name
+                ),
+            );
+        }
+        seen.push(n);
+    }
+    let standbys = nodes.iter().filter(|n| n.role == Role::Slave).count() as u32;
+    // A standby may be promoted and the old primary follow it: room for every node's slot.
+    let slots = nodes.len() as u32 + 1;
+    if pg.max_replication_slots < slots {
+        v.bad(
+            "postgresql.max_replication_slots",
+            format!(
+                "{} is too low: a slot per PostgreSQL node and Barman's need {slots}",
+                pg.max_replication_slots
+            ),
+        );
+    }
+    // Each standby and Barman stream, and a pg_basebackup clone needs two more.
+    let senders = standbys + 3;
+    if pg.max_wal_senders < senders {
+        v.bad(
+            "postgresql.max_wal_senders",
+            format!(
+                "{} is too low: {standbys} standby(s), Barman and a pg_basebackup clone need {senders}",
+                pg.max_wal_senders
+            ),
+        );
+    }
 }
 
 fn same_subnet(nodes: &[Node], prefix: u8, v: &mut V) {
@@ -640,26 +794,6 @@ fn validate_postgres(raw: &RawPostgres, v: &mut V) -> Postgres {
             Port(5432)
         }
     };
-    // The standby streams, Barman streams and pg_basebackup -X stream needs two more
-    // while a standby is being cloned: fewer senders makes a rerun fail half-way.
-    if raw.max_wal_senders < 4 {
-        v.bad(
-            "postgresql.max_wal_senders",
-            format!(
-                "{} is too low: the standby, Barman and a pg_basebackup clone need at least 4",
-                raw.max_wal_senders
-            ),
-        );
-    }
-    if raw.max_replication_slots < 2 {
-        v.bad(
-            "postgresql.max_replication_slots",
-            format!(
-                "{} is too low: slots for the standby and Barman need at least 2",
-                raw.max_replication_slots
-            ),
-        );
-    }
     // -1 (unlimited) lets an abandoned slot fill the primary's disk: pgnode insists on a bound.
     if raw.max_slot_wal_keep_size_mb < 64 {
         v.bad("postgresql.max_slot_wal_keep_size_mb", format!("{} must be a bound of at least 64 MB (unlimited lets an abandoned slot fill the primary's disk)", raw.max_slot_wal_keep_size_mb));
@@ -704,11 +838,11 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
             ),
         );
     }
-    if !is_cron_schedule(&raw.backup_schedule) {
+    if let Err(why) = rules::cron_schedule(&raw.backup_schedule) {
         v.bad(
             "barman.backup_schedule",
             format!(
-                "{:?} is not a five-field cron schedule such as \"0 3 * * *\"",
+                "{:?} is not a cron schedule cron would run, such as \"0 3 * * *\": {why}",
                 raw.backup_schedule
             ),
         );
@@ -726,15 +860,6 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
 }
 
 fn cross_checks(r: &Replication, b: &Barman, v: &mut V) {
-    if r.slot == b.slot {
-        v.bad(
-            "barman.slot",
-            format!(
-                "{:?} is also replication.slot: the standby and Barman need a slot each",
-                b.slot.0
-            ),
-        );
-    }
     let users = [
         ("replication.user", &r.user),
         ("barman.user", &b.user),
@@ -808,15 +933,8 @@ fn is_count(s: &str) -> bool {
     !s.is_empty() && s.len() < 6 && s.chars().all(|c| c.is_ascii_digit()) && s != "0"
 }
 
-fn is_cron_schedule(s: &str) -> bool {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    fields.len() == 5
-        && fields
-            .iter()
-            .all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)))
-}
-
 mod normalized;
 
+mod rules;
 #[cfg(test)]
 mod tests;

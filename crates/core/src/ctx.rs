@@ -18,7 +18,10 @@ pub const BARMAN_HOME: &str = "/var/lib/barman";
 /// Shared state of one run.
 pub struct Ctx {
     pub cluster: Cluster,
+    /// The role of this node (`node.role`).
     pub role: Role,
+    /// This node, from the cluster config.
+    pub node: Node,
     /// Every node path is taken under this root ("/" on a real node).
     pub root: PathBuf,
     pub config_path: PathBuf,
@@ -31,12 +34,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A context for `role`; `major: auto` is resolved from the root's os-release.
+    /// A context for `node` (one of `cluster`'s nodes); `major: auto` is resolved from the
+    /// root's os-release.
     ///
     /// Errors: unreadable os-release, or a distribution without a known default major.
     pub fn new(
         cluster: Cluster,
-        role: Role,
+        node: Node,
         root: &Path,
         config_path: &Path,
         dry_run: bool,
@@ -50,7 +54,7 @@ impl Ctx {
         };
         Ok(Ctx::with_major(
             cluster,
-            role,
+            node,
             root,
             config_path,
             major,
@@ -61,7 +65,7 @@ impl Ctx {
     /// A context with an explicit major (rendering, tests).
     pub fn with_major(
         cluster: Cluster,
-        role: Role,
+        node: Node,
         root: &Path,
         config_path: &Path,
         major: PgMajor,
@@ -69,7 +73,8 @@ impl Ctx {
     ) -> Ctx {
         Ctx {
             cluster,
-            role,
+            role: node.role,
+            node,
             root: root.to_path_buf(),
             config_path: config_path.to_path_buf(),
             major,
@@ -81,7 +86,7 @@ impl Ctx {
 
     /// This node.
     pub fn node(&self) -> &Node {
-        self.cluster.node(self.role)
+        &self.node
     }
 
     /// The PostgreSQL port.

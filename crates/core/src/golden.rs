@@ -11,14 +11,32 @@ use crate::files::FileSpec;
 use crate::secrets::{KeyPair, Secrets};
 use crate::Ctx;
 
-/// A context for the shipped `config/cluster.json` with deterministic fake secrets.
+/// The shipped three-node config.
+pub const SHIPPED: &str = include_str!("../../../config/cluster.json");
+
+/// A cluster with two standbys (`slave` and `slave2`, the second with a slot named in the
+/// config), for the goldens of larger layouts.
+pub const TWO_STANDBYS: &str = include_str!("../tests/two-standbys.json");
+
+/// A context for the first node of `role` in the shipped `config/cluster.json` with
+/// deterministic fake secrets.
 pub fn ctx(role: Role, major: u16) -> Ctx {
-    let text = include_str!("../../../config/cluster.json");
-    let cluster = Cluster::parse(text, "config/cluster.json").expect("shipped config is valid");
+    let cluster = Cluster::parse(SHIPPED, "config/cluster.json").expect("shipped config is valid");
+    let name = cluster.with_role(role)[0].name.to_string();
+    ctx_for(SHIPPED, &name, major)
+}
+
+/// A context for node `name` of the config `text` with deterministic fake secrets.
+pub fn ctx_for(text: &str, name: &str, major: u16) -> Ctx {
+    let cluster = Cluster::parse(text, "golden config").expect("golden config is valid");
+    let node = cluster
+        .named(name)
+        .expect("node in the golden config")
+        .clone();
     let major = PgMajor::new(major).expect("supported major");
     let ctx = Ctx::with_major(
         cluster,
-        role,
+        node,
         Path::new("/"),
         Path::new("/vagrant/config/cluster.json"),
         major,
@@ -50,6 +68,23 @@ pub fn check_role(crate_dir: &str, role: Role, major: u16, files: impl Fn(&Ctx) 
     let ctx = ctx(role, major);
     check(
         &Path::new(crate_dir).join(format!("tests/golden/pg{major}")),
+        &files(&ctx),
+    );
+}
+
+/// Renders node `name`'s files for the config `text` at `major` and checks them against
+/// `<crate_dir>/tests/golden/<layout>-<name>-pg<major>`.
+pub fn check_node(
+    crate_dir: &str,
+    layout: &str,
+    text: &str,
+    name: &str,
+    major: u16,
+    files: impl Fn(&Ctx) -> Vec<FileSpec>,
+) {
+    let ctx = ctx_for(text, name, major);
+    check(
+        &Path::new(crate_dir).join(format!("tests/golden/{layout}-{name}-pg{major}")),
         &files(&ctx),
     );
 }

@@ -19,9 +19,17 @@ pub fn postgres_pgpass() -> String {
 pub fn data(ctx: &Ctx) -> Result<Value> {
     let c = &ctx.cluster;
     let s = ctx.secrets()?;
-    let node = |n: &crate::config::Node| json!({"name": n.name, "address": n.address.to_string(), "role": n.role.as_str()});
+    let node = |n: &crate::config::Node| json!({"name": n.name, "address": n.address.to_string(), "role": n.role.as_str(), "slot": n.slot});
     let pg = &c.postgresql;
     let major = ctx.major.get();
+    let me = ctx.node();
+    // Every other PostgreSQL node may one day follow this one (after a switchover).
+    let others: Vec<Value> = c
+        .standbys()
+        .iter()
+        .filter(|n| n.name != me.name)
+        .map(node)
+        .collect();
     Ok(json!({
         "major": major,
         "pg12plus": major >= 12,
@@ -30,7 +38,9 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
         "node": node(ctx.node()),
         "is_master": ctx.role == crate::config::Role::Master,
         "master": node(&c.master),
-        "slave": node(&c.slave),
+        "standbys": c.standbys().iter().map(node).collect::<Vec<_>>(),
+        "standbys_phrase": standbys_phrase(c),
+        "other_standbys": others,
         "backup": node(&c.backup),
         "pg": {
             "max_wal_senders": pg.max_wal_senders,
@@ -40,7 +50,8 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
             "max_slot_wal_keep_size_mb": pg.max_slot_wal_keep_size_mb,
             "hot_standby_feedback": if pg.hot_standby_feedback { "on" } else { "off" },
         },
-        "replication": {"user": c.replication.user, "slot": c.replication.slot},
+        // This node's own slot (a standby streams through it).
+        "replication": {"user": c.replication.user, "slot": me.slot},
         "barman": {
             "server": c.barman.server,
             "user": c.barman.user,
@@ -56,6 +67,20 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
         "archive_public_key": s.archive_ssh_key.public,
         "backup_host_public_key": s.backup_host_key.public,
     }))
+}
+
+/// "the hot standby streams through slot pg_slot_1" or, with more, "the hot standbys stream
+/// through slots pg_slot_1, pg_slot_2" (a comment in postgresql.conf).
+fn standbys_phrase(c: &crate::config::Cluster) -> String {
+    let slots: Vec<&str> = c
+        .standbys()
+        .iter()
+        .filter_map(|n| n.slot.as_ref().map(|s| s.as_str()))
+        .collect();
+    match slots.as_slice() {
+        [one] => format!("the hot standby streams through slot {one}"),
+        many => format!("the hot standbys stream through slots {}", many.join(", ")),
+    }
 }
 
 /// The files every PostgreSQL node gets: `conf.d/pgnode.conf` and `pg_hba.conf`.

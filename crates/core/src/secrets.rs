@@ -124,7 +124,37 @@ pub fn load(path: &Path, users: &[&str]) -> Result<Option<Secrets>> {
     for u in users {
         s.password(u, path)?;
     }
+    plausible(&s).map_err(bad)?;
     Ok(Some(s))
+}
+
+/// Cheap shape checks, so that a damaged file is refused before anything is written rather
+/// than failing later inside ssh or psql with a message that does not name it.
+fn plausible(s: &Secrets) -> std::result::Result<(), String> {
+    for (user, pw) in &s.passwords {
+        if pw.len() < 16 || !pw.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "passwords.{user} is not a generated password (16+ letters and digits)"
+            ));
+        }
+    }
+    for (name, k) in [
+        ("archive_ssh_key", &s.archive_ssh_key),
+        ("backup_host_key", &s.backup_host_key),
+    ] {
+        if !k.private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+            || !k
+                .private
+                .trim_end()
+                .ends_with("-----END OPENSSH PRIVATE KEY-----")
+        {
+            return Err(format!("{name}.private is not an OpenSSH private key"));
+        }
+        if !k.public.starts_with("ssh-ed25519 ") {
+            return Err(format!("{name}.public is not an ssh-ed25519 public key"));
+        }
+    }
+    Ok(())
 }
 
 /// Loads the secrets, generating and publishing them first if nobody has yet.

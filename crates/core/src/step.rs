@@ -36,6 +36,8 @@ pub struct Step<'a> {
     check: CheckFn<'a>,
     apply: ApplyFn<'a>,
     preview: Option<PreviewFn<'a>>,
+    /// How long the re-check after apply may wait for the change to take effect.
+    settle: Option<Duration>,
 }
 
 impl<'a> Step<'a> {
@@ -51,6 +53,7 @@ impl<'a> Step<'a> {
             check: Box::new(check),
             apply: Box::new(apply),
             preview: None,
+            settle: None,
         }
     }
 
@@ -67,7 +70,18 @@ impl<'a> Step<'a> {
             check: Box::new(check),
             apply: Box::new(wait),
             preview: None,
+            settle: None,
         }
+    }
+
+    /// The apply only asks a service to act (a reload, a start) and the service takes effect
+    /// asynchronously: the re-check after apply is polled for up to `timeout` instead of being
+    /// run once. Without this a verify right after `systemctl reload ssh` races sshd's
+    /// re-exec (OpenSSH 10 on Debian 13 is not listening for a moment) and fails a converge
+    /// that a rerun would pass.
+    pub fn settles(mut self, timeout: Duration) -> Self {
+        self.settle = Some(timeout);
+        self
     }
 
     /// A verify step built from one probe (`Ok(Ok(()))` = condition holds, `Ok(Err(why))` = not
@@ -247,7 +261,7 @@ impl<'p> Runner<'p> {
         if let Err(e) = (step.apply)() {
             return Outcome::Failed(chain(&e));
         }
-        match (step.check)() {
+        match recheck(step) {
             Ok(Check::Ok) if step.kind == Kind::Verify => Outcome::Waited(why),
             Ok(Check::Ok) => Outcome::Changed(why),
             Ok(Check::Needs(still)) => Outcome::Failed(chain(&Error::NotConverged(still))),
@@ -269,6 +283,27 @@ impl<'p> Runner<'p> {
         }
         s.push_str(&format!(" elapsed={:.1}s", secs(self.started.elapsed())));
         s
+    }
+}
+
+/// The check after apply: once, or polled (bounded) while it says "not yet" for a step that
+/// settles. An error is final at once: waiting does not fix it.
+fn recheck(step: &Step<'_>) -> Result<Check> {
+    let start = Instant::now();
+    loop {
+        let c = (step.check)()?;
+        match (c, step.settle) {
+            (Check::Needs(_), Some(t)) if start.elapsed() < t => {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            (Check::Needs(why), Some(t)) => {
+                return Ok(Check::Needs(format!(
+                    "{why} (still, {:.1}s after the change)",
+                    t.as_secs_f64()
+                )))
+            }
+            (c, _) => return Ok(c),
+        }
     }
 }
 
@@ -378,6 +413,33 @@ mod tests {
         assert!(r
             .recap("slave")
             .contains("changed=1 failed=0 unknown=2 dry_run=true"));
+    }
+
+    #[test]
+    fn a_settling_step_is_rechecked_until_the_change_takes_effect() {
+        let polls = Cell::new(0);
+        let check = || {
+            polls.set(polls.get() + 1);
+            // Not yet on the first re-checks, like sshd re-executing after a reload.
+            Ok(if polls.get() > 4 {
+                Check::Ok
+            } else {
+                Check::Needs("no key".into())
+            })
+        };
+        let mut r = Runner::new(false, |_: &Entry| {});
+        assert!(r.run(vec![
+            Step::change("reload", check, || Ok(())).settles(Duration::from_secs(10))
+        ]));
+        assert_eq!(r.report.changed(), 1);
+        let mut r = Runner::new(false, |_: &Entry| {});
+        let never = Step::change("never", || Ok(Check::Needs("no key".into())), || Ok(()))
+            .settles(Duration::from_millis(600));
+        assert!(!r.run(vec![never]));
+        match &r.report.entries[0].outcome {
+            Outcome::Failed(m) => assert!(m.contains("no key (still, 0.6s after"), "{m}"),
+            o => panic!("{o:?}"),
+        }
     }
 
     #[test]

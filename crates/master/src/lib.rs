@@ -87,7 +87,9 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(sql::role(ctx, c.barman.streaming_user.as_str(), true));
     steps.push(sql::role(ctx, c.barman.user.as_str(), false));
     steps.push(sql::barman_grants(ctx));
-    steps.push(sql::slot(ctx, c.replication.slot.as_str()));
+    for s in c.standbys() {
+        steps.push(sql::slot(ctx, s.standby_slot()?.as_str()));
+    }
     steps.push(sql::slot(ctx, c.barman.slot.as_str()));
     Ok(steps)
 }

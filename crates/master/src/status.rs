@@ -13,14 +13,13 @@ pub fn status(ctx: &Ctx) -> NodeStatus {
         return s;
     }
     let c = &ctx.cluster;
-    s.add_result(
-        &format!("standby {}", c.slave.name),
-        client(
-            ctx,
-            c.replication.user.as_str(),
-            c.replication.slot.as_str(),
-        ),
-    );
+    for n in c.standbys() {
+        let slot = n.slot.as_ref().map(|s| s.as_str()).unwrap_or("?");
+        s.add_result(
+            &format!("standby {}", n.name),
+            client(ctx, c.replication.user.as_str(), slot),
+        );
+    }
     s.add_result(
         "barman receive-wal",
         client(
@@ -29,7 +28,8 @@ pub fn status(ctx: &Ctx) -> NodeStatus {
             c.barman.slot.as_str(),
         ),
     );
-    for slot in [c.replication.slot.as_str(), c.barman.slot.as_str()] {
+    let slots = c.standbys().iter().filter_map(|n| n.slot.as_ref());
+    for slot in slots.chain([&c.barman.slot]).map(|s| s.as_str()) {
         s.add_result(&format!("slot {slot}"), slot_state(ctx, slot));
     }
     s.add_result("archiver", archiver(ctx));

@@ -59,3 +59,35 @@ fn barman_gets_backup_functions_per_major() {
         f14.contains(&"pg_start_backup(text, boolean, boolean)") && !r14.contains(&"pg_checkpoint")
     );
 }
+
+#[test]
+fn golden_two_standbys_pg15() {
+    golden::check_node(
+        env!("CARGO_MANIFEST_DIR"),
+        "two-standbys",
+        golden::TWO_STANDBYS,
+        "master",
+        15,
+        |ctx| files(ctx, &Templates::new()).unwrap(),
+    );
+}
+
+#[test]
+fn each_standby_gets_its_pg_hba_line_and_slot_step() {
+    let ctx = golden::ctx_for(golden::TWO_STANDBYS, "master", 15);
+    let files = files(&ctx, &Templates::new()).unwrap();
+    let hba = String::from_utf8(files[1].content.clone()).unwrap();
+    for addr in ["192.168.11.102", "192.168.11.104"] {
+        let line = format!("host    replication  streaming_user  {addr}/32  scram-sha-256");
+        assert!(hba.contains(&line), "missing {line} in\n{hba}");
+    }
+    let t = Templates::new();
+    let steps = converge(&ctx, &t).unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    for slot in ["pg_slot_1", "pg_slot_slave2", "barman"] {
+        assert!(
+            names.iter().any(|n| n.contains(&format!("slot {slot}"))),
+            "no step for slot {slot}: {names:?}"
+        );
+    }
+}

@@ -2,7 +2,7 @@
 //! machine that holds that node's address, so `pgnode --role slave` typed on the master by
 //! mistake cannot set the master's data directory aside.
 
-use pgnode_core::config::{Cluster, Role};
+use pgnode_core::config::{Cluster, Node, Role};
 use std::net::Ipv4Addr;
 
 /// The IPv4 addresses assigned to this machine (from /proc/net/fib_trie: no tool needed).
@@ -36,8 +36,8 @@ fn hostname() -> String {
         .to_string()
 }
 
-/// The role of this machine, from its host name or, failing that, its addresses.
-pub fn detect_role(cluster: &Cluster) -> Option<Role> {
+/// The node this machine is, from its host name or, failing that, its addresses.
+pub fn detect_node(cluster: &Cluster) -> Option<&Node> {
     let name = hostname();
     let short = name.split('.').next().unwrap_or("");
     let addrs = local_addresses();
@@ -46,28 +46,117 @@ pub fn detect_role(cluster: &Cluster) -> Option<Role> {
         .iter()
         .find(|n| n.name.as_str() == short)
         .or_else(|| nodes.iter().find(|n| addrs.contains(&n.address)))
-        .map(|n| n.role)
+        .copied()
 }
 
-/// Refuses to converge a role on a machine that does not hold its node's address. A dry run
-/// only warns: it changes nothing.
-pub fn may_run(cluster: &Cluster, role: Role, dry_run: bool) -> Result<(), String> {
-    let node = cluster.node(role);
+/// The node of `role` whose address this machine holds, or else the first of that role.
+pub fn local_of_role(cluster: &Cluster, role: Role) -> Option<&Node> {
     let addrs = local_addresses();
+    let of_role = cluster.with_role(role);
+    of_role
+        .iter()
+        .find(|n| addrs.contains(&n.address))
+        .or(of_role.first())
+        .copied()
+}
+
+/// The node of `role` this machine is: the one named `--node`, else the one whose address
+/// this machine holds. A role only runs on the machine that holds its node's address, so
+/// `pgnode --role slave` typed on the master by mistake cannot set the master's data
+/// directory aside. A dry run only warns (it changes nothing) and, when the role has one
+/// node, plans for it.
+pub fn resolve<'c>(
+    cluster: &'c Cluster,
+    role: Role,
+    name: Option<&str>,
+    dry_run: bool,
+) -> Result<&'c Node, String> {
+    let addrs = local_addresses();
+    pick(cluster, role, name, &addrs, dry_run)
+}
+
+fn pick<'c>(
+    cluster: &'c Cluster,
+    role: Role,
+    name: Option<&str>,
+    addrs: &[Ipv4Addr],
+    dry_run: bool,
+) -> Result<&'c Node, String> {
+    let of_role = cluster.with_role(role);
+    let node = match name {
+        Some(n) => match cluster.named(n) {
+            Some(node) if node.role == role => node,
+            Some(node) => {
+                return Err(format!(
+                    "node {n} has role {} in the config, not {role}",
+                    node.role
+                ))
+            }
+            None => return Err(format!("the config has no node named {n:?}")),
+        },
+        None => match of_role.iter().find(|n| addrs.contains(&n.address)) {
+            Some(n) => n,
+            // One node of the role: the address check below names it.
+            None if of_role.len() == 1 => of_role[0],
+            None => {
+                let names: Vec<String> = of_role
+                    .iter()
+                    .map(|n| format!("{} ({})", n.name, n.address))
+                    .collect();
+                return Err(format!(
+                    "this machine has none of the addresses of the {role} nodes {} (its addresses: {}); refusing to run role {role} here{}",
+                    names.join(", "),
+                    show(addrs),
+                    if dry_run { " (a dry run elsewhere needs --node NAME)" } else { "" }
+                ));
+            }
+        },
+    };
     if addrs.contains(&node.address) {
-        return Ok(());
+        return Ok(node);
     }
     let msg = format!(
         "this machine does not have address {} of node {} (its addresses: {}); refusing to run role {role} here",
         node.address,
         node.name,
-        addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        show(addrs)
     );
     if dry_run {
         eprintln!("pgnode: warning: {msg} (dry run: continuing, nothing changes)");
-        return Ok(());
+        return Ok(node);
     }
     Err(msg)
+}
+
+/// The effective uid of this process (from /proc/self/status: no libc needed).
+pub fn effective_uid() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_uid(&text)
+}
+
+fn parse_uid(status: &str) -> Option<u32> {
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// A converge installs packages, writes /etc and runs commands as postgres and barman: refuse
+/// it up front as another user rather than fail half-way through.
+pub fn must_be_root() -> Result<(), String> {
+    match effective_uid() {
+        Some(0) => Ok(()),
+        Some(uid) => Err(format!(
+            "must run as root (running as uid {uid}): a role installs packages, writes /etc and runs commands as postgres and barman; use sudo, or --dry-run to see the plan"
+        )),
+        None => Err("cannot read /proc/self/status to tell whether this runs as root".into()),
+    }
+}
+
+fn show(addrs: &[Ipv4Addr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Takes the node-wide run lock (released when the file is dropped, or when the process dies).
@@ -101,6 +190,36 @@ mod tests {
         drop(first);
         assert!(lock(&p).is_ok());
         std::fs::remove_file(p).unwrap();
+    }
+
+    const TWO: &str = include_str!("../../core/tests/two-standbys.json");
+
+    #[test]
+    fn the_node_of_a_role_is_the_one_holding_a_local_address() {
+        let c = Cluster::parse(TWO, "t").unwrap();
+        let here = [Ipv4Addr::new(192, 168, 11, 104)];
+        let n = pick(&c, Role::Slave, None, &here, false).unwrap();
+        assert_eq!(n.name.as_str(), "slave2");
+        let e = pick(&c, Role::Master, None, &here, false).unwrap_err();
+        assert!(e.contains("refusing to run role master here"), "{e}");
+        let e = pick(&c, Role::Slave, Some("slave"), &here, false).unwrap_err();
+        assert!(
+            e.contains("does not have address 192.168.11.102 of node slave"),
+            "{e}"
+        );
+        assert!(pick(&c, Role::Slave, Some("slave"), &here, true).is_ok());
+        let e = pick(&c, Role::Slave, Some("master"), &here, true).unwrap_err();
+        assert!(e.contains("node master has role master"), "{e}");
+        // A dry run elsewhere: one master is unambiguous, two slaves are not.
+        assert!(pick(&c, Role::Master, None, &[], true).is_ok());
+        let e = pick(&c, Role::Slave, None, &[], true).unwrap_err();
+        assert!(e.contains("--node NAME"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_effective_uid() {
+        assert_eq!(parse_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n"), Some(0));
+        assert!(effective_uid().is_some());
     }
 
     #[test]

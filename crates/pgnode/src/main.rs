@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pgnode_core::config::{Cluster, Role};
+use pgnode_core::config::{Cluster, Node, Role};
 use pgnode_core::step::{chain, Entry, Outcome, Runner};
 use pgnode_core::templates::Templates;
 use pgnode_core::{secrets, Ctx, Error};
@@ -31,6 +31,9 @@ struct Cli {
     /// Check every step and show what would change (with diffs) without changing anything.
     #[arg(long)]
     dry_run: bool,
+    /// Which node of the role this machine is (default: the one whose address it holds).
+    #[arg(long, global = true)]
+    node: Option<String>,
     /// Slave only: clone the master again (after its slot was invalidated); the current data
     /// directory is set aside beside it, not deleted.
     #[arg(long)]
@@ -73,7 +76,9 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     match cli.command {
-        Some(Command::Status { json, role }) => status(cluster, role, &cli.config, json),
+        Some(Command::Status { json, role }) => {
+            status(cluster, role, cli.node.as_deref(), &cli.config, json)
+        }
         Some(Command::Secrets) => make_secrets(&cluster, &cli.config),
         Some(Command::Config) => print_config(&cluster),
         None => match cli.role {
@@ -86,21 +91,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Everything that makes a run bad input, checked before the first step so that a refused run
+/// changes nothing: the flags, root (a real converge only: a dry run or a scratch root needs
+/// none), the machine's address, and a secrets file that exists but is unusable (pgnode
+/// refuses it rather than repairing it: a wrong mode may mean it was copied somewhere).
+fn preflight(cluster: &Cluster, role: Role, cli: &Cli) -> Result<Node, String> {
+    if cli.reclone && role != Role::Slave {
+        return Err("--reclone is for the slave role only".into());
+    }
+    if !cli.dry_run && cli.root == Path::new("/") {
+        host::must_be_root()?;
+    }
+    let node = host::resolve(cluster, role, cli.node.as_deref(), cli.dry_run)?.clone();
+    let users: Vec<&str> = cluster.pg_users().iter().map(|u| u.as_str()).collect();
+    secrets::load(&secrets::path_for(&cli.config), &users).map_err(|e| chain(&e))?;
+    Ok(node)
+}
+
 fn usage_error(e: &Error) -> ExitCode {
     eprintln!("pgnode: {}", chain(e));
     ExitCode::from(2)
 }
 
 fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
-    if let Err(msg) = host::may_run(&cluster, role, cli.dry_run) {
-        eprintln!("pgnode: {msg}");
-        return ExitCode::from(2);
-    }
-    if cli.reclone && role != Role::Slave {
-        eprintln!("pgnode: --reclone is for the slave role only");
-        return ExitCode::from(2);
-    }
-    let mut ctx = match Ctx::new(cluster, role, &cli.root, &cli.config, cli.dry_run) {
+    let node = match preflight(&cluster, role, cli) {
+        Ok(n) => n,
+        Err(msg) => {
+            eprintln!("pgnode: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut ctx = match Ctx::new(cluster, node, &cli.root, &cli.config, cli.dry_run) {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
@@ -186,15 +207,24 @@ fn print_entry(e: &Entry) {
     println!("{tag:>12}  {}{sep}{detail}  [{:.1}s]", e.step, e.seconds);
 }
 
-fn status(cluster: Cluster, role: Option<Role>, config: &Path, json: bool) -> ExitCode {
-    let role = match role.or_else(|| host::detect_role(&cluster)) {
-        Some(r) => r,
-        None => {
-            eprintln!("pgnode: cannot tell which node this is (no host name or local address matches the config): pass --role");
-            return ExitCode::from(2);
-        }
+fn status(
+    cluster: Cluster,
+    role: Option<Role>,
+    name: Option<&str>,
+    config: &Path,
+    json: bool,
+) -> ExitCode {
+    let node = match (name, role) {
+        (Some(n), _) => cluster.named(n),
+        (None, Some(r)) => host::local_of_role(&cluster, r),
+        (None, None) => host::detect_node(&cluster),
     };
-    let ctx = match Ctx::new(cluster, role, Path::new("/"), config, false) {
+    let Some(node) = node.cloned() else {
+        eprintln!("pgnode: cannot tell which node this is (no host name or local address matches the config): pass --node NAME or --role");
+        return ExitCode::from(2);
+    };
+    let role = node.role;
+    let ctx = match Ctx::new(cluster, node, Path::new("/"), config, false) {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
@@ -218,7 +248,9 @@ fn status(cluster: Cluster, role: Option<Role>, config: &Path, json: bool) -> Ex
 fn print_config(cluster: &Cluster) -> ExitCode {
     match serde_json::to_string_pretty(&cluster.normalized()) {
         Ok(text) => {
-            println!("{text}");
+            // A reader that stops early (`| head`) is not an error worth a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -244,6 +276,8 @@ fn make_secrets(cluster: &Cluster, config: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        // An unusable existing file is bad input (exit 2); a failing ssh-keygen is not.
+        Err(e @ Error::Secrets { .. }) => usage_error(&e),
         Err(e) => {
             eprintln!("pgnode: {}", chain(&e));
             ExitCode::from(1)

@@ -247,7 +247,7 @@ fn base_backup(ctx: &Ctx) -> Result<()> {
             "-X",
             "stream",
             "-S",
-            c.replication.slot.as_str(),
+            ctx.node().standby_slot()?.as_str(),
             "-c",
             "fast",
             "-w",
@@ -292,7 +292,7 @@ pub fn streaming(ctx: &Ctx) -> Step<'_> {
             })
         },
         move || {
-            let slot = ctx.cluster.replication.slot.as_str();
+            let slot = ctx.node().standby_slot()?.as_str();
             wait::until(
                 "the standby to stream from the master",
                 Duration::from_secs(180),

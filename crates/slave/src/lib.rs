@@ -1,5 +1,5 @@
 //! The slave (hot standby) role: PostgreSQL from Debian's archive, cloned from the master with
-//! pg_basebackup through slot `pg_slot_1`, the standby settings (standby.signal +
+//! pg_basebackup through its own slot (`pg_slot_1` by default), the standby settings (standby.signal +
 //! primary_conninfo + primary_slot_name, or recovery.conf for PostgreSQL <= 11), and proof
 //! that it streams and answers read-only queries.
 

@@ -38,7 +38,7 @@ fn server(ctx: &Ctx) -> Result<(String, bool)> {
 fn receiver(ctx: &Ctx) -> Result<(String, bool)> {
     let q = "SELECT status, coalesce(sender_host, '?'), coalesce(slot_name, '-'), coalesce(latest_end_time::timestamp(0)::text, '-') FROM pg_stat_wal_receiver;";
     let rows = pg::query(&pg::local(ctx, q))?;
-    let want_slot = ctx.cluster.replication.slot.as_str();
+    let want_slot = ctx.node().standby_slot()?.as_str();
     Ok(match rows.first() {
         None => ("no WAL receiver running".into(), false),
         Some(r) => (

@@ -104,3 +104,54 @@ fn set_aside_keeps_the_directory_beside_the_original() {
         Path::new("/var/lib/postgresql/15/main.pgnode-set-aside-1700000000")
     );
 }
+
+fn golden_two_standbys(name: &str) {
+    golden::check_node(
+        env!("CARGO_MANIFEST_DIR"),
+        "two-standbys",
+        golden::TWO_STANDBYS,
+        name,
+        15,
+        |ctx| {
+            let t = Templates::new();
+            let mut files = files(ctx, &t).unwrap();
+            files.push(standby_marker(ctx, &t).unwrap());
+            files
+        },
+    );
+}
+
+#[test]
+fn golden_two_standbys_pg15() {
+    golden_two_standbys("slave");
+    golden_two_standbys("slave2");
+}
+
+#[test]
+fn each_standby_streams_through_its_own_slot() {
+    let ctx = golden::ctx_for(golden::TWO_STANDBYS, "slave2", 15);
+    let files = files(&ctx, &Templates::new()).unwrap();
+    let text = |end: &str| {
+        String::from_utf8(
+            files
+                .iter()
+                .find(|f| f.path.ends_with(end))
+                .unwrap()
+                .content
+                .clone(),
+        )
+        .unwrap()
+    };
+    let standby = text("conf.d/pgnode-standby.conf");
+    assert!(
+        standby.contains("primary_slot_name = 'pg_slot_slave2'"),
+        "{standby}"
+    );
+    assert!(standby.contains("application_name=slave2"), "{standby}");
+    // Either peer may follow this node after a switchover.
+    let hba = text("pg_hba.conf");
+    for addr in ["192.168.11.101", "192.168.11.102"] {
+        assert!(hba.contains(&format!("streaming_user  {addr}/32")), "{hba}");
+    }
+    assert!(!hba.contains("192.168.11.104/32"), "{hba}");
+}

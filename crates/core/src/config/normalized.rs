@@ -21,11 +21,7 @@ impl Cluster {
     /// The normalized config: every default filled in, roles under their canonical names,
     /// nodes in provisioning order (master, slaves, backup), and the network the nodes share.
     pub fn normalized(&self) -> Value {
-        let nodes: Vec<Value> = self
-            .nodes()
-            .iter()
-            .map(|n| json!({ "name": n.name, "role": n.role, "address": n.address.to_string() }))
-            .collect();
+        let nodes: Vec<&super::Node> = self.nodes().into_iter().collect();
         json!({
             "version": 1,
             "nodes": nodes,
@@ -65,7 +61,9 @@ mod tests {
         assert_eq!(v["postgresql"]["major"], "auto");
         assert_eq!(v["postgresql"]["port"], 5432);
         assert_eq!(v["postgresql"]["hot_standby_feedback"], true);
-        assert_eq!(v["replication"]["slot"], "pg_slot_1");
+        assert_eq!(v["nodes"][1]["slot"], "pg_slot_1");
+        assert_eq!(v["nodes"][0]["address"], "192.168.11.101");
+        assert_eq!(v["replication"]["user"], "streaming_user");
         assert_eq!(v["barman"]["backup_schedule"], "0 3 * * *");
     }
 

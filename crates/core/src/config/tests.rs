@@ -12,6 +12,24 @@ fn with(patch: impl FnOnce(&mut serde_json::Value)) -> String {
     v.to_string()
 }
 
+fn slot_of<'a>(c: &'a Cluster, name: &str) -> Option<&'a str> {
+    c.named(name).unwrap().slot.as_ref().map(|s| s.as_str())
+}
+
+/// The shipped config plus standbys at .104, .105, ... (optionally with their own slot).
+fn with_standbys(extra: &[Option<&str>]) -> String {
+    with(|v| {
+        let nodes = v["nodes"].as_array_mut().unwrap();
+        for (i, slot) in extra.iter().enumerate() {
+            let mut n = serde_json::json!({"name": format!("slave{}", i + 2), "role": "standby", "address": format!("192.168.11.{}", 104 + i)});
+            if let Some(s) = slot {
+                n["slot"] = (*s).into();
+            }
+            nodes.insert(2 + i, n);
+        }
+    })
+}
+
 fn fields(ps: &[Problem]) -> Vec<&str> {
     ps.iter().map(|p| p.field.as_str()).collect()
 }
@@ -20,10 +38,12 @@ fn fields(ps: &[Problem]) -> Vec<&str> {
 fn shipped_config_parses_with_the_documented_defaults() {
     let c = Cluster::parse(SHIPPED, "cluster.json").unwrap();
     assert_eq!(c.master.address.to_string(), "192.168.11.101");
-    assert_eq!(c.slave.address.to_string(), "192.168.11.102");
+    assert_eq!(c.slaves.len(), 1);
+    assert_eq!(c.slaves[0].address.to_string(), "192.168.11.102");
     assert_eq!(c.backup.address.to_string(), "192.168.11.103");
     assert_eq!(c.replication.user.as_str(), "streaming_user");
-    assert_eq!(c.replication.slot.as_str(), "pg_slot_1");
+    assert_eq!(slot_of(&c, "slave"), Some("pg_slot_1"));
+    assert_eq!(slot_of(&c, "master"), None);
     assert_eq!(c.barman.user.as_str(), "barman");
     assert_eq!(c.barman.streaming_user.as_str(), "barman_streaming_user");
     assert_eq!(c.barman.slot.as_str(), "barman");
@@ -38,10 +58,10 @@ fn minimal_config_gets_safe_defaults() {
         {"name":"c","role":"backup","address":"10.0.0.3"}]}"#;
     let c = Cluster::parse(text, "t").unwrap();
     assert_eq!(c.master.name.as_str(), "a");
-    assert_eq!(c.slave.role, Role::Slave);
+    assert_eq!(c.standbys()[0].role, Role::Slave);
     assert_eq!(c.postgresql.port.get(), 5432);
     assert_eq!(c.postgresql.max_slot_wal_keep_size_mb, 4096);
-    assert_eq!(c.replication.slot.as_str(), "pg_slot_1");
+    assert_eq!(slot_of(&c, "b"), Some("pg_slot_1"));
 }
 
 #[test]
@@ -150,7 +170,9 @@ fn major_is_auto_or_a_supported_number() {
 #[test]
 fn wrong_types_and_bad_json_are_errors_not_panics() {
     let t = with(|v| v["postgresql"]["port"] = "5432".into());
-    assert!(problems(&t)[0].message.contains("invalid type"));
+    let ps = problems(&t);
+    assert_eq!(fields(&ps), ["postgresql.port"]);
+    assert!(ps[0].message.contains("must be a whole number"), "{ps:?}");
     assert_eq!(problems("{")[0].field, "(file)");
 }
 
@@ -159,7 +181,108 @@ fn retention_and_schedule_grammar() {
     assert!(is_retention_policy("REDUNDANCY 2"));
     assert!(is_retention_policy("recovery window of 4 weeks"));
     assert!(!is_retention_policy("RECOVERY WINDOW OF 0 DAYS"));
-    assert!(is_cron_schedule("*/15 2-4 * * 1,3"));
-    assert!(!is_cron_schedule("@daily"));
-    assert!(!is_cron_schedule("0 3 * * * rm -rf /"));
+    assert!(rules::cron_schedule("*/15 2-4 * * 1,3").is_ok());
+    assert!(rules::cron_schedule("@daily").is_err());
+    assert!(rules::cron_schedule("0 3 * * * rm -rf /").is_err());
+}
+
+#[test]
+fn any_number_of_standbys_each_with_its_own_slot_in_config_order() {
+    let c = Cluster::parse(&with_standbys(&[None, Some("pg_slot_far"), None]), "t").unwrap();
+    let names: Vec<&str> = c.nodes().iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["master", "slave", "slave2", "slave3", "slave4", "backup"]
+    );
+    let slots: Vec<Option<&str>> = c
+        .standbys()
+        .iter()
+        .map(|n| n.slot.as_ref().map(|s| s.as_str()))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            Some("pg_slot_1"),
+            Some("pg_slot_2"),
+            Some("pg_slot_far"),
+            Some("pg_slot_4")
+        ]
+    );
+    assert_eq!(c.with_role(Role::Slave).len(), 4);
+    assert_eq!(c.pg_nodes().len(), 5);
+    assert_eq!(
+        c.named("slave3").unwrap().address.to_string(),
+        "192.168.11.105"
+    );
+    assert!(c.named("nope").is_none());
+}
+
+#[test]
+fn a_master_may_name_the_slot_it_uses_once_it_follows() {
+    let t = with(|v| v["nodes"][0]["slot"] = "pg_slot_master".into());
+    let c = Cluster::parse(&t, "t").unwrap();
+    assert_eq!(slot_of(&c, "master"), Some("pg_slot_master"));
+    assert_eq!(c.master.standby_slot().unwrap().as_str(), "pg_slot_master");
+    assert!(c.backup.standby_slot().is_err());
+}
+
+#[test]
+fn standby_slots_are_unique_valid_and_not_barmans() {
+    let ps = problems(&with_standbys(&[Some("pg_slot_1")]));
+    assert_eq!(fields(&ps), ["nodes[2].slot"], "{ps:#?}");
+    assert!(
+        ps[0].message.contains("also the slot of slave"),
+        "{}",
+        ps[0].message
+    );
+
+    let ps = problems(&with_standbys(&[Some("barman")]));
+    assert_eq!(fields(&ps), ["nodes[2].slot"], "{ps:#?}");
+    assert!(ps[0].message.contains("barman.slot"), "{}", ps[0].message);
+
+    let ps = problems(&with_standbys(&[Some("Slot-2")]));
+    assert_eq!(fields(&ps), ["nodes[2].slot"], "{ps:#?}");
+
+    let t = with(|v| v["nodes"][0]["slot"] = "pg_slot_1".into());
+    assert_eq!(fields(&problems(&t)), ["replication.slot"]);
+
+    let t = with(|v| v["nodes"][2]["slot"] = "pg_slot_9".into());
+    let ps = problems(&t);
+    assert_eq!(fields(&ps), ["nodes[2].slot"]);
+    assert!(ps[0].message.contains("backup node"), "{}", ps[0].message);
+}
+
+#[test]
+fn every_standby_needs_a_sender_and_every_node_a_slot() {
+    let t = with(|v| {
+        v["postgresql"]["max_wal_senders"] = 5.into();
+        v["postgresql"]["max_replication_slots"] = 4.into();
+    });
+    assert!(Cluster::parse(&t, "t").is_ok());
+    let mut v: serde_json::Value = serde_json::from_str(&with_standbys(&[None, None])).unwrap();
+    v["postgresql"]["max_wal_senders"] = 5.into();
+    v["postgresql"]["max_replication_slots"] = 4.into();
+    let ps = problems(&v.to_string());
+    assert_eq!(
+        fields(&ps),
+        [
+            "postgresql.max_replication_slots",
+            "postgresql.max_wal_senders"
+        ],
+        "{ps:#?}"
+    );
+    assert!(ps[1].message.contains("3 standby(s)"), "{}", ps[1].message);
+}
+
+#[test]
+fn at_least_one_standby_is_needed() {
+    let t = with(|v| {
+        v["nodes"].as_array_mut().unwrap().remove(1);
+    });
+    let ps = problems(&t);
+    assert!(
+        ps.iter()
+            .any(|p| p.message.contains("no node has role slave")),
+        "{ps:#?}"
+    );
 }
