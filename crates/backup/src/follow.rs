@@ -22,13 +22,30 @@ fn primary_timeline(ctx: &Ctx) -> Result<u32> {
     })
 }
 
-/// The timeline a backup was taken on (`timeline=` in its backup.info).
+/// The timeline a backup was taken on: `timeline=` in its backup.info where Barman 3.4 keeps it
+/// (`base/ID/backup.info`), else what `barman show-backup` says (Barman >= 3.11 keeps the
+/// metadata elsewhere, and its layout is Barman's business).
 fn backup_timeline(ctx: &Ctx, id: &str) -> Option<u32> {
+    let server = ctx.cluster.barman.server.as_str();
     let p = ctx.path(std::path::Path::new(&format!(
-        "{BARMAN_HOME}/{}/base/{id}/backup.info",
-        ctx.cluster.barman.server
+        "{BARMAN_HOME}/{server}/base/{id}/backup.info"
     )));
-    parse_backup_timeline(&std::fs::read_to_string(p).ok()?)
+    if let Some(tl) = std::fs::read_to_string(p)
+        .ok()
+        .and_then(|t| parse_backup_timeline(&t))
+    {
+        return Some(tl);
+    }
+    let out = barman(&["show-backup", server, id]).probe().ok()?;
+    parse_show_backup_timeline(&out.stdout)
+}
+
+/// `Timeline : N` from `barman show-backup` output.
+pub fn parse_show_backup_timeline(text: &str) -> Option<u32> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == "Timeline").then(|| v.trim().parse().ok())?
+    })
 }
 
 /// `timeline=N` from a backup.info file.

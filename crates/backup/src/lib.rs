@@ -16,7 +16,7 @@ pub mod restore;
 pub mod status;
 
 pub use barman::{parse_backups, parse_check, Backup, CheckLine};
-pub use follow::{is_partial_duplicate, parse_backup_timeline};
+pub use follow::{is_partial_duplicate, parse_backup_timeline, parse_show_backup_timeline};
 
 /// Packages the backup node needs; the PostgreSQL client must match the server's major.
 pub fn packages(ctx: &Ctx) -> Vec<String> {

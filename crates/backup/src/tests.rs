@@ -134,6 +134,13 @@ fn incremental_backups_only_from_postgresql_17() {
 }
 
 #[test]
+fn parses_a_backups_timeline_from_show_backup() {
+    let out = "Backup 20261126T122036:\n  Server Name            : master\n  Status                 : DONE\n  PostgreSQL Version     : 170007\n  Timeline               : 3\n  Begin WAL              : 000000030000000000000004\n";
+    assert_eq!(parse_show_backup_timeline(out), Some(3));
+    assert_eq!(parse_show_backup_timeline("Status : DONE\n"), None);
+}
+
+#[test]
 fn parses_a_backups_timeline() {
     let info =
         "backup_label=None\nbegin_wal=000000020000000000000007\ntimeline=2\nversion=150010\n";
