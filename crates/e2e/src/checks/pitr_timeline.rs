@@ -1,7 +1,7 @@
 //! Point-in-time recovery across a timeline switch. Promise: from the base backup taken before
-//! a switchover, `barman recover` to a time before the switchover gives the row written before
-//! it and not the one written after; to a time after it (`--target-tli` of the new primary)
-//! gives both: WAL of both timelines is usable. The throwaway server runs on the backup node;
+//! a switchover, `barman recover --target-tli NEW` to a time before the switchover gives the
+//! row written before it and not the one written after; to a time after it gives both: WAL of
+//! both timelines is usable. The throwaway server runs on the backup node;
 //! the original topology is restored afterwards.
 //!
 //! The throwaway-server handling mirrors the `restore` check's (Debian keeps the config files
@@ -73,9 +73,12 @@ fn body(cx: &mut Ctx) -> Result<()> {
     let major = a.sql("postgres", "select current_setting('server_version_num')::int / 10000")?;
     let out = backup.run(&["bash", "-c", INSTALL, "install", &major])?;
     ensure(out.success(), "cannot install the server on the backup node", tail(&out.combined(), 20))?;
-    let got = recover(&backup, &server, &base, &major, &["--target-time", &t_before])?;
+    // The old timeline's last segment exists only as a .partial: even a target before the
+    // switchover needs the new timeline's copy of that segment (Barman copies the WAL of the
+    // backup's timeline only, unless --target-tli says otherwise).
+    let got = recover(&backup, &server, &base, &major, &["--target-time", &t_before, "--target-tli", &tli])?;
     ensure(got == before, format!("recovery to {t_before} (before the switchover) should give only {before}"), &got)?;
-    cx.note(format!("recover {base} to {t_before}: {}", flat(&got)));
+    cx.note(format!("recover {base} to {t_before} --target-tli {tli}: {}", flat(&got)));
     let got = recover(&backup, &server, &base, &major, &["--target-time", &t_after, "--target-tli", &tli])?;
     let want = {
         let mut v = [before.clone(), after.clone()];
