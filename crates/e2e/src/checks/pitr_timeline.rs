@@ -147,7 +147,10 @@ fn recover(
     target: &[&str],
 ) -> Result<String> {
     backup.ok(&["bash", "-c", CLEANUP, "cleanup", DIR])?;
-    let mut argv = vec!["recover"];
+    // --get-wal: the recovered server fetches WAL from Barman on demand. Barman 3.4's own copy
+    // stops at the first segment archived after the target time, which across a timeline
+    // switch is the old timeline's, before the new timeline's segment holding the target.
+    let mut argv = vec!["recover", "--get-wal"];
     argv.extend_from_slice(target);
     argv.extend_from_slice(&[server, base, DIR]);
     let out = backup.barman(&argv)?;
@@ -162,8 +165,11 @@ fn recover(
         format!("cannot prepare {DIR}"),
         out.combined(),
     )?;
+    // Barman writes a restore_command through sudo (not installed here); the server runs as
+    // barman anyway, so it calls barman get-wal directly (the command line wins over auto.conf).
     let opts = format!(
         "-p {PORT} -c listen_addresses='' -c unix_socket_directories={DIR}.sock -c archive_mode=off \
+         -c restore_command='barman get-wal {server} %f > %p' \
          -c primary_conninfo='' -c primary_slot_name='' -c hot_standby=on -c logging_collector=off \
          -c max_connections=100 -c max_wal_senders=10 -c max_worker_processes=8"
     );
