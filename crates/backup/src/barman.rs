@@ -152,7 +152,8 @@ fn master_conninfo(ctx: &Ctx) -> String {
     )
 }
 
-pub(crate) fn query_master(ctx: &Ctx, sql: &str) -> Cmd {
+/// psql to the master as Barman's ordinary role (passfile in barman's home).
+pub fn query_master(ctx: &Ctx, sql: &str) -> Cmd {
     pg::remote(
         "barman",
         &master_conninfo(ctx),

@@ -12,6 +12,7 @@ use pgnode_core::{Ctx, Result, Step};
 
 mod barman;
 mod follow;
+pub mod restore;
 pub mod status;
 
 pub use barman::{parse_backups, parse_check, Backup, CheckLine};
@@ -27,6 +28,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
         "cron",
         "openssh-server",
         "openssh-client",
+        "openssl",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -43,7 +45,15 @@ pub fn prepare(ctx: &Ctx) -> Vec<Step<'_>> {
 ///
 /// Errors: a template or secrets failure.
 pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
-    let data = render::data(ctx)?;
+    if !ctx.cluster.barman.incremental_schedule.is_empty() && ctx.major.get() < 17 {
+        return Err(pgnode_core::Error::Refused(format!(
+            "barman.incremental_schedule: incremental backups need PostgreSQL >= 17 and Barman >= 3.11; this node has PostgreSQL {}",
+            ctx.major
+        )));
+    }
+    let mut data = render::data(ctx)?;
+    // The drill's cron line runs pgnode with the config this run was given.
+    data["config_path"] = ctx.config_path.to_string_lossy().into_owned().into();
     let b = &ctx.cluster.barman;
     let host = ctx.cluster.master.address.to_string();
     let pgpass = render::pgpass(
@@ -97,6 +107,14 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             "root",
             0o644,
         ),
+        // Root-owned and not writable by barman: the account it restricts cannot change it.
+        FileSpec::new(
+            render::PUT_WAL_ONLY,
+            t.render("put-wal-only", &data)?,
+            "root",
+            0o755,
+        ),
+        render::ca_file(ctx)?,
         FileSpec::new(
             "/etc/cron.d/pgnode-barman",
             t.render("barman-cron", &data)?,

@@ -38,6 +38,16 @@ pub fn status(ctx: &Ctx) -> NodeStatus {
     }
     s.add_result("last backup", last_backup(ctx));
     s.add_result("wal", wal(ctx));
+    let drill = crate::restore::state::load(std::path::Path::new(crate::restore::state::STATE));
+    let (line, ok) = match drill {
+        Ok(d) => crate::restore::state::judge(
+            d.as_ref(),
+            &ctx.cluster.barman.restore_drill_schedule,
+            pgnode_core::common::now_epoch(),
+        ),
+        Err(e) => (e.to_string(), false),
+    };
+    s.add("restore drill", line, ok);
     s
 }
 

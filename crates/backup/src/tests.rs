@@ -22,7 +22,8 @@ fn golden_pg17() {
 fn barman_server_streams_archives_and_keeps_retention() {
     let ctx = golden::ctx(Role::Backup, 15);
     let files = files(&ctx, &Templates::new()).unwrap();
-    let server = String::from_utf8(files[1].content.clone()).unwrap();
+    let by = |p: &str| files.iter().find(|f| f.path.ends_with(p)).unwrap();
+    let server = String::from_utf8(by("master.conf").content.clone()).unwrap();
     for want in [
         "[master]",
         "backup_method = postgres",
@@ -34,7 +35,8 @@ fn barman_server_streams_archives_and_keeps_retention() {
         "minimum_redundancy = 1",
         "last_backup_maximum_age = 7 DAYS",
         "conninfo = host=192.168.11.101 port=5432 user=barman dbname=postgres",
-        "streaming_conninfo = host=192.168.11.101 port=5432 user=barman_streaming_user",
+        "streaming_conninfo = host=192.168.11.101 port=5432 user=barman_streaming_user sslmode=verify-full sslrootcert=/etc/ssl/pgnode/ca.crt",
+        "dbname=postgres sslmode=verify-full sslrootcert=/etc/ssl/pgnode/ca.crt\n",
     ] {
         assert!(server.contains(want), "missing {want:?} in\n{server}");
     }
@@ -51,7 +53,22 @@ fn barman_server_streams_archives_and_keeps_retention() {
         .unwrap();
     assert!(String::from_utf8(keys.content.clone())
         .unwrap()
-        .contains("restrict,from=\"192.168.11.101\" ssh-ed25519 AAAAFAKEarchive"));
+        .contains("restrict,from=\"192.168.11.101\",command=\"/usr/local/sbin/pgnode-put-wal-only\" ssh-ed25519 AAAAFAKEarchive"));
+    let forced = files
+        .iter()
+        .find(|f| f.path.ends_with("pgnode-put-wal-only"))
+        .unwrap();
+    let script = String::from_utf8(forced.content.clone()).unwrap();
+    assert!(forced.owner == "root" && forced.mode == 0o755);
+    // Exact whole-string matches, never eval: only these two requests run anything.
+    assert!(
+        script.contains("\"barman put-wal master\")\n    exec /usr/bin/barman put-wal master\n")
+    );
+    assert!(script.contains(
+        "\"barman put-wal master --test\")\n    exec /usr/bin/barman put-wal master --test\n"
+    ));
+    assert!(!script.contains("eval") && !script.contains("sh -c"));
+    assert!(script.trim_end().ends_with("exit 1"));
 }
 
 #[test]
@@ -84,6 +101,36 @@ fn parses_barman_backup_list() {
     );
     assert!(parse_backups("master", "{}").unwrap().is_empty());
     assert!(parse_backups("master", "not json").is_err());
+}
+
+#[test]
+fn incremental_backups_only_from_postgresql_17() {
+    let shipped = include_str!("../../../config/cluster.json");
+    let mut v: serde_json::Value = serde_json::from_str(shipped).unwrap();
+    v["barman"]["incremental_schedule"] = "0 3 * * 1-6".into();
+    let text = v.to_string();
+    let ctx = golden::ctx_for(&text, "backup", 15);
+    let e = files(&ctx, &Templates::new()).unwrap_err().to_string();
+    assert!(
+        e.contains("barman.incremental_schedule") && e.contains("PostgreSQL 15"),
+        "{e}"
+    );
+    let ctx = golden::ctx_for(&text, "backup", 17);
+    let f = files(&ctx, &Templates::new()).unwrap();
+    let cron = f
+        .iter()
+        .find(|f| f.path.ends_with("pgnode-barman"))
+        .unwrap();
+    let cron = String::from_utf8(cron.content.clone()).unwrap();
+    assert!(
+        cron.contains("0 3 * * 1-6 barman [ -x /usr/bin/barman ] && /usr/bin/barman -q backup --incremental latest master"),
+        "{cron}"
+    );
+    let server = String::from_utf8(f[1].content.clone()).unwrap();
+    assert!(
+        server.contains("local_staging_path = /var/lib/barman/pgnode-staging"),
+        "{server}"
+    );
 }
 
 #[test]

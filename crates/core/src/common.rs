@@ -34,21 +34,27 @@ pub fn packages(ctx: &Ctx, packages: Vec<String>) -> Step<'_> {
     )
 }
 
-/// Loads the cluster's secrets, generating them if no node has yet.
+/// Loads the cluster's secrets, generating them if no node has yet (and the TLS material if
+/// the file predates it).
 pub fn secrets(ctx: &Ctx) -> Step<'_> {
+    let nodes = secrets::tls_nodes(&ctx.cluster);
+    let n2 = nodes.clone();
     Step::change(
         format!("secrets {}", ctx.secrets_path().display()),
         move || {
             Ok(match secrets::load(&ctx.secrets_path(), &ctx.users())? {
-                Some(s) => {
-                    ctx.set_secrets(s);
-                    Check::Ok
-                }
+                Some(s) => match s.tls_for(&nodes) {
+                    Ok(_) => {
+                        ctx.set_secrets(s);
+                        Check::Ok
+                    }
+                    Err(why) => Check::Needs(why),
+                },
                 None => Check::Needs("not generated yet".into()),
             })
         },
         move || {
-            let (s, _) = secrets::load_or_create(&ctx.secrets_path(), &ctx.users())?;
+            let (s, _) = secrets::load_or_create(&ctx.secrets_path(), &ctx.users(), &n2)?;
             ctx.set_secrets(s);
             Ok(())
         },

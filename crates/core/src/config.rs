@@ -170,6 +170,8 @@ struct RawBarman {
     minimum_redundancy: u32,
     last_backup_maximum_age: String,
     backup_schedule: String,
+    restore_drill_schedule: String,
+    incremental_schedule: String,
 }
 
 impl Default for RawBarman {
@@ -183,6 +185,10 @@ impl Default for RawBarman {
             minimum_redundancy: 1,
             last_backup_maximum_age: "7 DAYS".into(),
             backup_schedule: "0 3 * * *".into(),
+            // Daily, two hours after the default base backup: the drill restores the newest.
+            restore_drill_schedule: "0 5 * * *".into(),
+            // Off: incremental backups need PostgreSQL >= 17 and Barman >= 3.11.
+            incremental_schedule: String::new(),
         }
     }
 }
@@ -227,6 +233,8 @@ const KNOWN: &[(&str, &[&str])] = &[
             "minimum_redundancy",
             "last_backup_maximum_age",
             "backup_schedule",
+            "restore_drill_schedule",
+            "incremental_schedule",
         ],
     ),
 ];
@@ -372,6 +380,11 @@ pub struct Barman {
     pub minimum_redundancy: u32,
     pub last_backup_maximum_age: String,
     pub backup_schedule: String,
+    /// When `pgnode restore --drill` restores and checks the newest backup (cron, 5 fields).
+    pub restore_drill_schedule: String,
+    /// When incremental backups run (`barman backup --incremental latest`); empty: never.
+    /// PostgreSQL >= 17 only (the primary then runs with `summarize_wal = on`).
+    pub incremental_schedule: String,
 }
 
 /// A fully validated cluster description.
@@ -864,6 +877,26 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
             ),
         );
     }
+    if let Err(why) = rules::cron_schedule(&raw.restore_drill_schedule) {
+        v.bad(
+            "barman.restore_drill_schedule",
+            format!(
+                "{:?} is not a cron schedule cron would run, such as \"0 5 * * *\": {why}",
+                raw.restore_drill_schedule
+            ),
+        );
+    }
+    if !raw.incremental_schedule.is_empty() {
+        if let Err(why) = rules::cron_schedule(&raw.incremental_schedule) {
+            v.bad(
+                "barman.incremental_schedule",
+                format!(
+                    "{:?} is not empty (off) or a cron schedule cron would run, such as \"0 3 * * 1-6\": {why}",
+                    raw.incremental_schedule
+                ),
+            );
+        }
+    }
     if let Err(why) = rules::cron_schedule(&raw.backup_schedule) {
         v.bad(
             "barman.backup_schedule",
@@ -882,6 +915,8 @@ fn validate_barman(raw: &RawBarman, v: &mut V) -> Barman {
         minimum_redundancy: raw.minimum_redundancy,
         last_backup_maximum_age: raw.last_backup_maximum_age.to_uppercase(),
         backup_schedule: raw.backup_schedule.clone(),
+        restore_drill_schedule: raw.restore_drill_schedule.clone(),
+        incremental_schedule: raw.incremental_schedule.clone(),
     }
 }
 

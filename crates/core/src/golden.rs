@@ -58,6 +58,7 @@ pub fn ctx_for(text: &str, name: &str, major: u16) -> Ctx {
         passwords,
         archive_ssh_key: key("archive"),
         backup_host_key: key("hostkey"),
+        tls: Some(fake_tls(&ctx.cluster)),
     });
     ctx
 }
@@ -143,4 +144,30 @@ pub fn check(dir: &Path, files: &[FileSpec]) {
         "golden files in {} do not match the rendered file list",
         dir.display()
     );
+}
+
+/// Deterministic fake TLS material for every node of `cluster`.
+fn fake_tls(cluster: &Cluster) -> crate::tls::Tls {
+    let pem = |kind: &str, what: &str| {
+        format!("-----BEGIN {kind}-----\nFAKE-{what}\n-----END {kind}-----\n")
+    };
+    crate::tls::Tls {
+        ca: crate::tls::CertKey {
+            cert: pem("CERTIFICATE", "ca"),
+            key: pem("PRIVATE KEY", "ca"),
+        },
+        nodes: cluster
+            .nodes()
+            .iter()
+            .map(|n| {
+                let name = n.name.to_string();
+                let c = crate::tls::NodeCert {
+                    address: n.address,
+                    cert: pem("CERTIFICATE", &name),
+                    key: pem("PRIVATE KEY", &name),
+                };
+                (name, c)
+            })
+            .collect(),
+    }
 }

@@ -17,6 +17,7 @@ pub mod status;
 pub mod step;
 pub mod system;
 pub mod templates;
+pub mod tls;
 pub mod wait;
 
 pub use ctx::Ctx;

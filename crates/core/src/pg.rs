@@ -38,6 +38,37 @@ pub fn local(ctx: &Ctx, sql: &str) -> Cmd {
     .stdin(sql)
 }
 
+/// Runs `f` with a passfile holding `line` (a .pgpass line), in a private directory (0700,
+/// file 0600) removed afterwards: for a password that must not be in argv or the environment.
+///
+/// Errors: the directory or file cannot be written, or `f`'s error.
+pub fn with_passfile<T>(line: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let dir = std::env::temp_dir().join(format!("pgnode-pass-{}", crate::files::unique_suffix()));
+    let werr = |source| Error::Write {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(werr)?;
+    let file = dir.join("pgpass");
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut fh| fh.write_all(line.as_bytes()));
+    let result = match written {
+        Ok(()) => f(&file),
+        Err(e) => Err(werr(e)),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// psql to a conninfo string as an OS user whose passfile holds the password.
 pub fn remote(os_user: &str, conninfo: &str, passfile: &Path, sql: &str) -> Cmd {
     psql_args(
@@ -45,6 +76,9 @@ pub fn remote(os_user: &str, conninfo: &str, passfile: &Path, sql: &str) -> Cmd 
             .user(os_user)
             .env("PGPASSFILE", passfile.to_string_lossy())
             .env("PGCONNECT_TIMEOUT", "5")
+            // Connections between nodes verify the server against the cluster CA.
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", crate::tls::CA_FILE)
             .args(["-d", conninfo]),
     )
     .stdin(sql)

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::error::Result;
 use crate::files::FileSpec;
 use crate::templates::Templates;
+use crate::tls;
 use crate::Ctx;
 
 /// Where the postgres account's passfile lives (used by the standby's primary_conninfo).
@@ -34,6 +35,7 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
         "major": major,
         "pg12plus": major >= 12,
         "pg13plus": major >= 13,
+        "pg17plus": major >= 17,
         "port": ctx.port(),
         "node": node(ctx.node()),
         "is_master": ctx.role == crate::config::Role::Master,
@@ -62,9 +64,13 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
             "minimum_redundancy": c.barman.minimum_redundancy,
             "last_backup_maximum_age": c.barman.last_backup_maximum_age,
             "backup_schedule": c.barman.backup_schedule,
+            "restore_drill_schedule": c.barman.restore_drill_schedule,
+            "incremental_schedule": c.barman.incremental_schedule,
         },
         "bin_dir": ctx.bin_dir().to_string_lossy(),
         "pgpass": postgres_pgpass(),
+        "put_wal_only": PUT_WAL_ONLY,
+        "tls": {"ca": tls::CA_FILE, "cert": tls::CERT_FILE, "key": tls::KEY_FILE},
         "archive_public_key": s.archive_ssh_key.public,
         "backup_host_public_key": s.backup_host_key.public,
     }))
@@ -84,12 +90,60 @@ fn standbys_phrase(c: &crate::config::Cluster) -> String {
     }
 }
 
-/// The files every PostgreSQL node gets: `conf.d/pgnode.conf` and `pg_hba.conf`.
+/// The forced command of the archive key on the backup node.
+pub const PUT_WAL_ONLY: &str = "/usr/local/sbin/pgnode-put-wal-only";
+
+/// The cluster CA certificate every node verifies its peers with.
+///
+/// Errors: TLS material missing outside a dry run.
+pub fn ca_file(ctx: &Ctx) -> Result<FileSpec> {
+    let ca = match ctx
+        .secrets()?
+        .tls_for(&crate::secrets::tls_nodes(&ctx.cluster))
+    {
+        Ok(t) => t.ca.cert.clone(),
+        Err(_) if ctx.dry_run => "<cluster CA generated on first run>\n".into(),
+        Err(why) => return Err(tls_missing(ctx, why)),
+    };
+    Ok(FileSpec::new(tls::CA_FILE, ca, "root", 0o644))
+}
+
+fn tls_missing(ctx: &Ctx, why: String) -> crate::Error {
+    crate::Error::Secrets {
+        path: ctx.secrets_path(),
+        message: format!("{why} (run pgnode secrets to add it)"),
+    }
+}
+
+/// This PostgreSQL node's server certificate and key (the key 0600 and owned by postgres,
+/// as PostgreSQL demands), and the CA.
+///
+/// Errors: TLS material missing outside a dry run.
+pub fn tls_files(ctx: &Ctx) -> Result<Vec<FileSpec>> {
+    let me = ctx.node().name.to_string();
+    let (cert, key) = match ctx
+        .secrets()?
+        .tls_for(&crate::secrets::tls_nodes(&ctx.cluster))
+    {
+        Ok(t) => (t.nodes[&me].cert.clone(), t.nodes[&me].key.clone()),
+        Err(_) if ctx.dry_run => ("<certificate>\n".into(), "<key>\n".into()),
+        Err(why) => return Err(tls_missing(ctx, why)),
+    };
+    Ok(vec![
+        ca_file(ctx)?,
+        FileSpec::new(tls::CERT_FILE, cert, "root", 0o644),
+        FileSpec::new(tls::KEY_FILE, key, "postgres", 0o600).secret(),
+    ])
+}
+
+/// The files every PostgreSQL node gets: `conf.d/pgnode.conf`, `pg_hba.conf` and its TLS
+/// certificate.
 ///
 /// Errors: a template failure.
 pub fn server_files(ctx: &Ctx, t: &Templates, data: &Value) -> Result<Vec<FileSpec>> {
     let conf = ctx.conf_dir();
-    Ok(vec![
+    let mut files = tls_files(ctx)?;
+    files.extend([
         FileSpec::new(
             conf.join("conf.d/pgnode.conf"),
             t.render("postgresql.conf", data)?,
@@ -102,7 +156,8 @@ pub fn server_files(ctx: &Ctx, t: &Templates, data: &Value) -> Result<Vec<FileSp
             "postgres",
             0o640,
         ),
-    ])
+    ]);
+    Ok(files)
 }
 
 /// A `.pgpass` line's worth of facts.

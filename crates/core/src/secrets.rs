@@ -14,8 +14,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Cluster;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
+use crate::tls::{self, Tls};
+use std::net::Ipv4Addr;
 
 /// An SSH key pair in OpenSSH format.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,14 +39,19 @@ pub struct Secrets {
     pub archive_ssh_key: KeyPair,
     /// The backup node's SSH host key, pinned on the primary.
     pub backup_host_key: KeyPair,
+    /// The cluster CA and each node's certificate. Absent in files written before pgnode had
+    /// TLS: the next run adds it (see [`load_or_create`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 }
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Secrets(<{} passwords, 2 key pairs redacted>)",
-            self.passwords.len()
+            "Secrets(<{} passwords, 2 key pairs{} redacted>)",
+            self.passwords.len(),
+            if self.tls.is_some() { ", TLS keys" } else { "" }
         )
     }
 }
@@ -75,6 +83,18 @@ impl Secrets {
             backup_host_key: KeyPair {
                 private: p("private key"),
                 public: p("ssh-ed25519 public key"),
+            },
+            tls: None,
+        }
+    }
+
+    /// The TLS material when it covers `nodes`, else why not.
+    pub fn tls_for(&self, nodes: &[(String, Ipv4Addr)]) -> std::result::Result<&Tls, String> {
+        match &self.tls {
+            None => Err("no TLS material yet".into()),
+            Some(t) => match t.missing(nodes) {
+                Some(why) => Err(why),
+                None => Ok(t),
             },
         }
     }
@@ -154,18 +174,39 @@ fn plausible(s: &Secrets) -> std::result::Result<(), String> {
             return Err(format!("{name}.public is not an ssh-ed25519 public key"));
         }
     }
-    Ok(())
+    match &s.tls {
+        Some(t) => t.plausible(),
+        None => Ok(()),
+    }
 }
 
-/// Loads the secrets, generating and publishing them first if nobody has yet.
-/// Returns the secrets and whether this call created them.
+/// The `(name, address)` of every node: what the TLS certificates are issued for.
+pub fn tls_nodes(cluster: &Cluster) -> Vec<(String, Ipv4Addr)> {
+    cluster
+        .nodes()
+        .iter()
+        .map(|n| (n.name.to_string(), n.address))
+        .collect()
+}
+
+/// Loads the secrets, generating and publishing them first if nobody has yet, and adding TLS
+/// material for `nodes` when the file has none (or none for a node, or for its address).
+/// Returns the secrets and whether this call created or changed them.
 ///
-/// Errors: [`Error::Secrets`]/[`Error::Write`] naming the file; ssh-keygen failures.
-pub fn load_or_create(path: &Path, users: &[&str]) -> Result<(Secrets, bool)> {
+/// Errors: [`Error::Secrets`]/[`Error::Write`] naming the file; ssh-keygen or openssl failures.
+pub fn load_or_create(
+    path: &Path,
+    users: &[&str],
+    nodes: &[(String, Ipv4Addr)],
+) -> Result<(Secrets, bool)> {
     if let Some(s) = load(path, users)? {
-        return Ok((s, false));
+        if s.tls_for(nodes).is_ok() {
+            return Ok((s, false));
+        }
+        return replace_tls(path, users, nodes, false);
     }
-    let fresh = generate(users, path)?;
+    let mut fresh = generate(users, path)?;
+    fresh.tls = Some(tls::generate(nodes)?);
     let werr = |source| Error::Write {
         path: path.to_path_buf(),
         source,
@@ -204,6 +245,62 @@ pub fn load_or_create(path: &Path, users: &[&str]) -> Result<(Secrets, bool)> {
     Ok((s, false))
 }
 
+/// Generates new TLS material (a new CA and every node's certificate) into the existing file:
+/// always when `force` (`pgnode secrets --rotate-tls`), else only when it does not cover
+/// `nodes`. Serialised by a lock beside the file, so that two nodes upgrading an old file at
+/// once do not make two CAs.
+///
+/// Errors: as [`load_or_create`]; [`Error::Secrets`] when the file does not exist.
+pub fn replace_tls(
+    path: &Path,
+    users: &[&str],
+    nodes: &[(String, Ipv4Addr)],
+    force: bool,
+) -> Result<(Secrets, bool)> {
+    let werr = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let lock_path = path.with_file_name(".secrets.json.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(werr)?;
+    lock.lock().map_err(werr)?;
+    let mut s = load(path, users)?.ok_or_else(|| Error::Secrets {
+        path: path.to_path_buf(),
+        message: "does not exist (run pgnode secrets first)".into(),
+    })?;
+    if !force && s.tls_for(nodes).is_ok() {
+        return Ok((s, false));
+    }
+    s.tls = Some(tls::generate(nodes)?);
+    let tmp = path.with_file_name(format!(
+        ".secrets.json.{}.tmp",
+        crate::files::unique_suffix()
+    ));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let json = serde_json::to_string_pretty(&s).map_err(std::io::Error::other)?;
+        f.write_all(json.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(werr)?;
+    Ok((s, true))
+}
+
 fn generate(users: &[&str], path: &Path) -> Result<Secrets> {
     let mut passwords = BTreeMap::new();
     for u in users {
@@ -214,6 +311,7 @@ fn generate(users: &[&str], path: &Path) -> Result<Secrets> {
         passwords,
         archive_ssh_key: ssh_keypair("pgnode archive_command (postgres@master)")?,
         backup_host_key: ssh_keypair("pgnode backup host key")?,
+        tls: None,
     })
 }
 
@@ -297,8 +395,8 @@ mod tests {
 
     #[test]
     fn first_writer_wins_and_file_is_0600() {
-        if which::which("ssh-keygen").is_err() {
-            eprintln!("skipping: ssh-keygen not installed");
+        if which::which("ssh-keygen").is_err() || which::which("openssl").is_err() {
+            eprintln!("skipping: ssh-keygen or openssl not installed");
             return;
         }
         let d = dir("race");
@@ -307,7 +405,7 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let p = p.clone();
-                std::thread::spawn(move || load_or_create(&p, &users).unwrap())
+                std::thread::spawn(move || load_or_create(&p, &users, &nodes()).unwrap())
             })
             .collect();
         let results: Vec<(Secrets, bool)> =
@@ -329,6 +427,36 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let e = load(&p, &["someone_else"]).unwrap_err().to_string();
         assert!(e.contains("no password for role \"someone_else\""), "{e}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    fn nodes() -> Vec<(String, Ipv4Addr)> {
+        vec![("master".into(), Ipv4Addr::new(10, 0, 0, 1))]
+    }
+
+    #[test]
+    fn a_file_without_tls_gets_it_once_and_rotation_replaces_it() {
+        if which::which("ssh-keygen").is_err() || which::which("openssl").is_err() {
+            eprintln!("skipping: ssh-keygen or openssl not installed");
+            return;
+        }
+        let d = dir("upgrade");
+        let p = d.join("secrets.json");
+        let users = ["barman"];
+        let (mut s, _) = load_or_create(&p, &users, &nodes()).unwrap();
+        let before = s.clone();
+        s.tls = None;
+        std::fs::write(&p, serde_json::to_string(&s).unwrap()).unwrap();
+        let (up, changed) = load_or_create(&p, &users, &nodes()).unwrap();
+        assert!(changed && up.tls.is_some());
+        assert_eq!(up.passwords, before.passwords, "passwords must survive");
+        let (again, changed) = load_or_create(&p, &users, &nodes()).unwrap();
+        assert!(!changed && again == up);
+        let (rotated, _) = replace_tls(&p, &users, &nodes(), true).unwrap();
+        assert_ne!(rotated.tls, up.tls);
+        assert_eq!(load(&p, &users).unwrap().unwrap(), rotated);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
         std::fs::remove_dir_all(d).unwrap();
     }
 }

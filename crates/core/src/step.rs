@@ -194,12 +194,19 @@ impl Report {
     }
 }
 
+/// The test hook of the interrupted-provisioning drill: `PGNODE_TEST_KILL_AFTER_STEPS=N` makes
+/// the run kill itself with SIGKILL right after its N-th step line, i.e. exactly at a step
+/// boundary (a killer outside the process races with the next steps, which often take
+/// milliseconds). Unset in normal use; it can only stop a run, never change what a step does.
+pub const KILL_AFTER_STEPS: &str = "PGNODE_TEST_KILL_AFTER_STEPS";
+
 /// Runs steps in order, printing each entry through `on_entry` as it completes.
 pub struct Runner<'p> {
     pub dry_run: bool,
     pub report: Report,
     started: Instant,
     on_entry: Box<dyn FnMut(&Entry) + 'p>,
+    kill_after: Option<usize>,
 }
 
 impl<'p> Runner<'p> {
@@ -210,6 +217,9 @@ impl<'p> Runner<'p> {
             report: Report::default(),
             started: Instant::now(),
             on_entry: Box::new(on_entry),
+            kill_after: std::env::var(KILL_AFTER_STEPS)
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
         }
     }
 
@@ -226,6 +236,9 @@ impl<'p> Runner<'p> {
             };
             (self.on_entry)(&entry);
             self.report.entries.push(entry);
+            if self.kill_after == Some(self.report.entries.len()) {
+                kill_self(self.report.entries.len());
+            }
             self.report.seconds = secs(self.started.elapsed());
             if failed {
                 return false;
@@ -284,6 +297,18 @@ impl<'p> Runner<'p> {
         s.push_str(&format!(" elapsed={:.1}s", secs(self.started.elapsed())));
         s
     }
+}
+
+/// SIGKILL to this process (the test hook): no destructor, no flush after this line, as when
+/// a provisioning run is killed from outside.
+fn kill_self(n: usize) {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    eprintln!("pgnode: {KILL_AFTER_STEPS}={n}: killed at this step boundary (test hook)");
+    let pid = std::process::id().to_string();
+    let _ = crate::exec::Cmd::new("kill").args(["-KILL", &pid]).run();
+    // Not reached: `kill` ends this process while it waits for it.
+    std::process::abort();
 }
 
 /// The check after apply: once, or polled (bounded) while it says "not yet" for a step that

@@ -25,6 +25,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../config/templates/recovery.conf.hbs"),
     ),
     (
+        "put-wal-only",
+        include_str!("../../../config/templates/put-wal-only.hbs"),
+    ),
+    (
         "pgpass",
         include_str!("../../../config/templates/pgpass.hbs"),
     ),

@@ -9,6 +9,7 @@ use pgnode_core::files::FileSpec;
 use pgnode_core::templates::Templates;
 use pgnode_core::{render, Ctx, Result, Step};
 
+mod heartbeat;
 pub mod promote;
 mod sql;
 pub mod status;
@@ -21,6 +22,9 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
         format!("postgresql-client-{m}"),
         "barman-cli".into(),
         "openssh-client".into(),
+        "openssl".into(),
+        // The heartbeat's schedule.
+        "cron".into(),
     ]
 }
 
@@ -69,6 +73,7 @@ pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
             0o600,
         )
         .dir_mode(0o700),
+        heartbeat::cron_file(ctx),
     ]);
     Ok(files)
 }
@@ -89,6 +94,8 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(sql::role(ctx, c.barman.streaming_user.as_str(), true));
     steps.push(sql::role(ctx, c.barman.user.as_str(), false));
     steps.push(sql::barman_grants(ctx));
+    steps.push(heartbeat::table(ctx));
+    steps.push(common::service("cron".into()));
     steps.push(sql::rewind_grants(ctx));
     for s in c.standbys() {
         steps.push(sql::slot(ctx, s.standby_slot()?.as_str()));

@@ -33,24 +33,34 @@ pub fn role<'a>(ctx: &'a Ctx, user: &'a str, replication: bool) -> Step<'a> {
                 }
                 _ => {}
             }
-            let login = Cmd::new("psql")
-                .args([
-                    "-X",
-                    "-w",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &ctx.port().to_string(),
-                    "-U",
-                    user,
-                    "-d",
-                    "postgres",
-                    "-f",
-                    "-",
-                ])
-                .env_secret("PGPASSWORD", ctx.password(user)?)
-                .stdin("SELECT 1;")
-                .probe()?;
+            // The password goes through a private passfile: in PGPASSWORD it would be readable
+            // in /proc/PID/environ for as long as psql runs.
+            let line = format!(
+                "127.0.0.1:{}:postgres:{user}:{}\n",
+                ctx.port(),
+                ctx.password(user)?
+            );
+            let login = pg::with_passfile(&line, |passfile| {
+                Cmd::new("psql")
+                    .args([
+                        "-X",
+                        "-w",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &ctx.port().to_string(),
+                        "-U",
+                        user,
+                        "-d",
+                        "postgres",
+                        "-f",
+                        "-",
+                    ])
+                    .env("PGPASSFILE", passfile.to_string_lossy())
+                    .stdin("SELECT 1;")
+                    .probe()
+                    .map_err(Into::into)
+            })?;
             Ok(if login.success() {
                 Check::Ok
             } else {

@@ -120,6 +120,16 @@ fn slot_state(ctx: &Ctx, slot: &str) -> Result<(String, bool, serde_json::Value)
     let rows = pg::query(&pg::local(ctx, &q))?;
     Ok(match rows.first() {
         None => ("missing".to_string(), false, serde_json::Value::Null),
+        // An invalidated slot never serves its consumer again: say so, and what repairs it.
+        Some(r) if r[1] == "lost" => (
+            format!(
+                "LOST: invalidated, its consumer fell behind max_slot_wal_keep_size (active={}); \
+                 the slave role re-clones its standby, `barman receive-wal --reset` resets Barman",
+                r[0]
+            ),
+            false,
+            serde_json::json!({"wal_status": "lost"}),
+        ),
         Some(r) => {
             let ok = r[0] == "t" && (r[1] == "reserved" || r[1] == "extended");
             (

@@ -159,21 +159,50 @@ fn show(addrs: &[Ipv4Addr]) -> String {
         .join(", ")
 }
 
-/// Takes the node-wide run lock (released when the file is dropped, or when the process dies).
-pub fn lock(path: &std::path::Path) -> Result<std::fs::File, String> {
+/// Why the run lock was not taken.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another pgnode run holds it: a refusal (exit 2), nothing was touched.
+    Held(String),
+    /// The lock file could not be opened or locked at all (exit 1).
+    Io(String),
+}
+
+/// Takes the node-wide run lock (released when the file is dropped, or when the process dies)
+/// and writes this process's PID into it, so a refused second run can name the first.
+///
+/// Errors: [`LockError::Held`] naming the holder's PID, or [`LockError::Io`].
+pub fn lock(path: &std::path::Path) -> Result<std::fs::File, LockError> {
+    use std::io::Write;
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| format!("cannot open the run lock {}: {e}", path.display()))?;
+        .map_err(|e| LockError::Io(format!("cannot open the run lock {}: {e}", path.display())))?;
     match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "another pgnode run holds {} on this machine; wait for it to finish",
+        Ok(()) => {
+            // Only the holder writes, so the PID a refused run reads is the holder's.
+            let _ = f.set_len(0);
+            let _ = (&f).write_all(format!("{}\n", std::process::id()).as_bytes());
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => String::new(),
+                pid => format!(" (PID {pid})"),
+            };
+            Err(LockError::Held(format!(
+                "another pgnode run{holder} is converging this machine (it holds {}): refusing to run at the same time; wait for it to finish, then run again",
+                path.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(LockError::Io(format!(
+            "cannot lock {}: {e}",
             path.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+        ))),
     }
 }
 
@@ -185,8 +214,16 @@ mod tests {
     fn a_second_run_is_refused_while_the_first_holds_the_lock() {
         let p = std::env::temp_dir().join(format!("pgnode-lock-{}", std::process::id()));
         let first = lock(&p).unwrap();
-        let e = lock(&p).unwrap_err();
-        assert!(e.contains("another pgnode run holds"), "{e}");
+        match lock(&p).unwrap_err() {
+            LockError::Held(m) => {
+                let me = format!(
+                    "another pgnode run (PID {}) is converging",
+                    std::process::id()
+                );
+                assert!(m.contains(&me), "{m}");
+            }
+            LockError::Io(m) => panic!("not a refusal: {m}"),
+        }
         drop(first);
         assert!(lock(&p).is_ok());
         std::fs::remove_file(p).unwrap();

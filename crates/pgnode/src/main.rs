@@ -11,6 +11,7 @@ use pgnode_core::templates::Templates;
 use pgnode_core::{secrets, Ctx, Error};
 
 mod host;
+mod restore;
 
 const DEFAULT_CONFIG: &str = "/vagrant/config/cluster.json";
 
@@ -61,11 +62,19 @@ enum Command {
         #[arg(long, value_parser = parse_role)]
         role: Option<Role>,
     },
-    /// Create the secrets file beside the config if it does not exist (never prints secrets).
-    Secrets,
+    /// Create the secrets file beside the config if it does not exist, or add what it lacks
+    /// (never prints secrets).
+    Secrets {
+        /// Replace the cluster CA and every node's TLS certificate, then rerun every role
+        /// (master first) to install them.
+        #[arg(long)]
+        rotate_tls: bool,
+    },
     /// Print the validated config as JSON: defaults filled in, nodes in provisioning order
     /// (what the lab, the Vagrantfile and the Ansible wrapper read). Exit 2 when invalid.
     Config,
+    /// Backup node: restore a backup into a sandbox, start a throwaway server on it, report.
+    Restore(restore::RestoreArgs),
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -84,8 +93,9 @@ fn main() -> ExitCode {
         Some(Command::Status { json, role }) => {
             status(cluster, role, cli.node.as_deref(), &cli.config, json)
         }
-        Some(Command::Secrets) => make_secrets(&cluster, &cli.config),
+        Some(Command::Secrets { rotate_tls }) => make_secrets(&cluster, &cli.config, rotate_tls),
         Some(Command::Config) => print_config(&cluster),
+        Some(Command::Restore(a)) => restore::run(cluster, &cli.config, a),
         None => match cli.role {
             Some(role) => converge(cluster, role, &cli),
             None => {
@@ -143,7 +153,12 @@ fn converge(cluster: Cluster, role: Role, cli: &Cli) -> ExitCode {
     } else {
         match host::lock(&ctx.path(Path::new("/run/pgnode.lock"))) {
             Ok(f) => Some(f),
-            Err(msg) => {
+            // A second run is refused like bad usage (exit 2): nothing was checked or touched.
+            Err(host::LockError::Held(msg)) => {
+                eprintln!("pgnode: {msg}");
+                return ExitCode::from(2);
+            }
+            Err(host::LockError::Io(msg)) => {
                 eprintln!("pgnode: {msg}");
                 return ExitCode::from(1);
             }
@@ -270,20 +285,25 @@ fn print_config(cluster: &Cluster) -> ExitCode {
     }
 }
 
-fn make_secrets(cluster: &Cluster, config: &Path) -> ExitCode {
+fn make_secrets(cluster: &Cluster, config: &Path, rotate_tls: bool) -> ExitCode {
     let users: Vec<&str> = cluster.pg_users().iter().map(|u| u.as_str()).collect();
     let path = secrets::path_for(config);
-    match secrets::load_or_create(&path, &users) {
-        Ok((_, created)) => {
-            println!(
-                "secrets: {} ({})",
-                path.display(),
-                if created {
-                    "created"
-                } else {
-                    "already present"
+    let nodes = secrets::tls_nodes(cluster);
+    let result = if rotate_tls {
+        secrets::replace_tls(&path, &users, &nodes, true)
+    } else {
+        secrets::load_or_create(&path, &users, &nodes)
+    };
+    match result {
+        Ok((_, changed)) => {
+            let what = match (rotate_tls, changed) {
+                (true, _) => {
+                    "TLS CA and node certificates replaced: rerun every role, master first"
                 }
-            );
+                (false, true) => "created or completed",
+                (false, false) => "already present",
+            };
+            println!("secrets: {} ({what})", path.display());
             ExitCode::SUCCESS
         }
         // An unusable existing file is bad input (exit 2); a failing ssh-keygen is not.

@@ -142,9 +142,11 @@ fn secrets_are_created_once_0600_and_never_printed() {
     std::fs::write(&cfg, shipped_config()).unwrap();
     let o = pgnode(&["secrets", "--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{:?}", text(&o));
-    assert!(text(&o).0.contains("(created)"));
+    assert!(text(&o).0.contains("(created"));
     let path = d.join("secrets.json");
     let first = std::fs::read_to_string(&path).unwrap();
+    assert!(first.contains("\"tls\"") && first.contains("BEGIN CERTIFICATE"));
+    assert!(!text(&o).0.contains("PRIVATE KEY"));
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600

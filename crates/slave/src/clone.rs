@@ -3,8 +3,8 @@
 //! itself. A data directory is only deleted when it is Debian's freshly initialised `main`
 //! with no user object in it; anything else is set aside beside it, never silently deleted.
 
-use std::cell::OnceCell;
-use std::path::Path;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,19 +14,23 @@ use pgnode_core::files::{self, FileSpec};
 use pgnode_core::step::{Check, Step};
 use pgnode_core::{common, pg, system, wait, Ctx, Error, Result};
 
-/// Facts learned from the master during the run.
+/// Facts learned from the master during the run, and what this run's clone set aside.
 #[derive(Default)]
 pub struct MasterFacts {
     system_id: OnceCell<String>,
+    /// Where a clone in this run moved the previous data directory (reported once it streams).
+    set_aside: RefCell<Option<PathBuf>>,
+    /// A clone ran in this run: never a second one.
+    cloned: Cell<bool>,
 }
 
 fn passfile() -> std::path::PathBuf {
     format!("{POSTGRES_HOME}/.pgpass").into()
 }
 
-/// IDENTIFY_SYSTEM over a replication connection as the standby's user: proves address,
-/// pg_hba line, password and replication privilege at once. Ok(Err) means "not yet".
-fn identify(ctx: &Ctx) -> Result<std::result::Result<String, String>> {
+/// psql on a physical replication connection to the master as the standby's user (replication
+/// commands only: IDENTIFY_SYSTEM, READ_REPLICATION_SLOT, DROP_REPLICATION_SLOT).
+pub(crate) fn replication_psql(ctx: &Ctx, command: &str) -> Cmd {
     let c = &ctx.cluster;
     let conninfo = format!(
         "host={} port={} user={} dbname=replication replication=true application_name=pgnode",
@@ -34,7 +38,13 @@ fn identify(ctx: &Ctx) -> Result<std::result::Result<String, String>> {
         ctx.port(),
         c.replication.user
     );
-    let out = pg::remote("postgres", &conninfo, &passfile(), "IDENTIFY_SYSTEM;").probe()?;
+    pg::remote("postgres", &conninfo, &passfile(), command)
+}
+
+/// IDENTIFY_SYSTEM over a replication connection as the standby's user: proves address,
+/// pg_hba line, password and replication privilege at once. Ok(Err) means "not yet".
+fn identify(ctx: &Ctx) -> Result<std::result::Result<String, String>> {
+    let out = replication_psql(ctx, "IDENTIFY_SYSTEM;").probe()?;
     if out.success() {
         let rows = pg::rows(&out.stdout);
         return match rows.first() {
@@ -119,47 +129,87 @@ fn not_a_standby_of_master(
     Ok(None)
 }
 
-/// Clones the master into the data directory unless it already is a standby of it (or
-/// `--reclone` asks for a fresh clone, once per run).
+/// How long the clone check watches a running standby that does not stream for a definitive
+/// failure (its WAL receiver retries every 5 s by default).
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// Clones the master into the data directory unless it already is a standby of it that can
+/// stream. A standby whose slot was invalidated, or whose WAL is gone from the master, is
+/// cloned again (the previous data directory set aside); so is any with `--reclone`, once.
 pub fn clone_step(ctx: &Ctx, facts: Rc<MasterFacts>, marker: FileSpec) -> Step<'_> {
     let (f1, m1) = (facts.clone(), marker.clone());
-    let cloned = Rc::new(std::cell::Cell::new(false));
-    let cloned2 = cloned.clone();
     Step::change(
         format!(
-            "data directory {} is a standby of {}",
+            "data directory {} is a standby of {} that can stream",
             ctx.data_dir().display(),
             ctx.cluster.master.name
         ),
         move || {
-            if ctx.reclone && !cloned.get() {
+            if ctx.reclone && !f1.cloned.get() {
                 return Ok(Check::Needs(
                     "--reclone: clone again, setting the current data directory aside".into(),
                 ));
             }
-            Ok(match not_a_standby_of_master(ctx, &f1, &m1)? {
+            if let Some(why) = not_a_standby_of_master(ctx, &f1, &m1)? {
+                return Ok(Check::Needs(why));
+            }
+            if f1.cloned.get() {
+                return Ok(Check::Ok);
+            }
+            Ok(match crate::repair::blocker(ctx, SETTLE)? {
                 None => Check::Ok,
-                Some(why) => Check::Needs(why),
+                Some(why) => Check::Needs(format!("{why}: clone again")),
             })
         },
-        move || {
-            system::systemctl("stop", &ctx.service())?;
-            clear_data_dir(ctx)?;
-            base_backup(ctx)?;
-            files::write(&ctx.root, &marker, true)?;
-            cloned2.set(true);
-            Ok(())
-        },
+        move || reclone(ctx, &facts, &marker),
     )
 }
 
-/// Empties the data directory: deletes Debian's untouched fresh cluster, sets anything else aside.
-fn clear_data_dir(ctx: &Ctx) -> Result<()> {
+/// Stops the server, sets the data directory aside (or deletes Debian's untouched fresh one),
+/// releases an invalidated slot, clones through the slot (creating it when missing) and writes
+/// the standby marker. The server is started by the steps after it.
+///
+/// Errors: the stop, the move, the slot or pg_basebackup failed (the previous data directory
+/// stays where the message says).
+pub(crate) fn reclone(ctx: &Ctx, facts: &MasterFacts, marker: &FileSpec) -> Result<()> {
+    use crate::repair::SlotOnMaster;
+    system::systemctl("stop", &ctx.service())?;
+    let aside = clear_data_dir(ctx)?;
+    *facts.set_aside.borrow_mut() = aside.clone();
+    facts.cloned.set(true);
+    let create_slot = match crate::repair::read_slot(ctx)? {
+        SlotOnMaster::Invalidated => {
+            crate::repair::drop_invalidated_slot(ctx)?;
+            true
+        }
+        SlotOnMaster::Missing => true,
+        SlotOnMaster::Usable | SlotOnMaster::Unknown => false,
+    };
+    base_backup(ctx, create_slot).map_err(|e| match &aside {
+        Some(a) => Error::Refused(format!(
+            "{e}\n  the previous data directory is kept at {}",
+            a.display()
+        )),
+        None => e,
+    })?;
+    files::write(&ctx.root, marker, true)?;
+    Ok(())
+}
+
+/// Where this run set the previous data directory aside, if it did.
+pub fn set_aside(facts: &MasterFacts) -> Option<PathBuf> {
+    facts.set_aside.borrow().clone()
+}
+
+/// Empties the data directory: deletes Debian's untouched fresh cluster, sets anything else
+/// aside and returns where.
+fn clear_data_dir(ctx: &Ctx) -> Result<Option<PathBuf>> {
     let dir = ctx.path(&ctx.data_dir());
     let werr = |source| Error::Write {
         path: dir.clone(),
         source,
     };
+    let mut set_aside = None;
     if dir.exists() && std::fs::read_dir(&dir).map_err(werr)?.next().is_some() {
         if is_fresh_cluster(&dir)? {
             std::fs::remove_dir_all(&dir).map_err(werr)?;
@@ -170,6 +220,7 @@ fn clear_data_dir(ctx: &Ctx) -> Result<()> {
                 "pgnode: set the previous data directory aside as {} (not deleted)",
                 aside.display()
             );
+            set_aside = Some(aside);
         }
     }
     let _ = std::fs::remove_dir(&dir);
@@ -178,7 +229,7 @@ fn clear_data_dir(ctx: &Ctx) -> Result<()> {
         .map_err(werr)?;
     let (u, g) = system::ids(&ctx.root, "postgres", "postgres")?;
     std::os::unix::fs::chown(&dir, Some(u), Some(g)).map_err(werr)?;
-    Ok(())
+    Ok(set_aside)
 }
 
 /// True only for a cluster that never held a user object: no standby or recovery marker, no
@@ -225,14 +276,17 @@ pub fn is_fresh_cluster(dir: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// pg_basebackup through the standby's slot. The slot can still look active for a moment after
-/// a previous standby process stopped: that case is retried (bounded), nothing else is.
-fn base_backup(ctx: &Ctx) -> Result<()> {
+/// pg_basebackup through the standby's slot (`create_slot`: create it, reserving WAL from the
+/// backup's start). The slot can still look active for a moment after a previous standby
+/// process stopped: that case is retried (bounded), nothing else is.
+fn base_backup(ctx: &Ctx, create_slot: bool) -> Result<()> {
     let c = &ctx.cluster;
     let cmd = Cmd::new(ctx.bin("pg_basebackup"))
         .user("postgres")
         .env("PGPASSFILE", passfile().to_string_lossy())
         .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", pgnode_core::tls::CA_FILE)
         .args([
             "-h",
             &c.master.address.to_string(),
@@ -252,7 +306,8 @@ fn base_backup(ctx: &Ctx) -> Result<()> {
             "fast",
             "-w",
             "--no-password",
-        ]);
+        ])
+        .args(if create_slot { vec!["-C"] } else { vec![] });
     wait::until(
         "the standby's slot to be free for pg_basebackup",
         Duration::from_secs(60),
@@ -271,40 +326,55 @@ fn base_backup(ctx: &Ctx) -> Result<()> {
     )
 }
 
-/// The standby is in recovery, its WAL receiver streams and it answers read-only queries.
-pub fn streaming(ctx: &Ctx) -> Step<'_> {
-    let probe = move || -> Result<std::result::Result<(), String>> {
-        let q = "SELECT pg_is_in_recovery(), coalesce((SELECT status FROM pg_stat_wal_receiver), 'no receiver'), current_setting('transaction_read_only');";
-        let r = pg::query(&pg::local(ctx, q))?;
-        let r = r.first().cloned().unwrap_or_default();
-        Ok(if r == ["t", "streaming", "on"] {
-            Ok(())
-        } else {
-            Err(format!("in_recovery, receiver, read_only = {r:?}"))
-        })
-    };
+/// Whether the standby is in recovery, streams and is read-only (`Ok(Err(what it is))` if not).
+fn streams(ctx: &Ctx) -> Result<std::result::Result<(), String>> {
+    let q = "SELECT pg_is_in_recovery(), coalesce((SELECT status FROM pg_stat_wal_receiver), 'no receiver'), current_setting('transaction_read_only');";
+    let r = pg::query(&pg::local(ctx, q))?;
+    let r = r.first().cloned().unwrap_or_default();
+    Ok(if r == ["t", "streaming", "on"] {
+        Ok(())
+    } else {
+        Err(format!("in_recovery, receiver, read_only = {r:?}"))
+    })
+}
+
+/// The standby is in recovery, its WAL receiver streams and it answers read-only queries. If,
+/// while it waits, the WAL receiver fails for good (invalidated slot, WAL gone), the standby is
+/// cloned again on the spot (once per run); a data directory set aside in this run is named
+/// once the new clone streams.
+pub fn streaming(ctx: &Ctx, facts: Rc<MasterFacts>, marker: FileSpec) -> Step<'_> {
     Step::verify(
         "standby streams from the master and is read-only",
         move || {
-            Ok(match probe()? {
+            Ok(match streams(ctx)? {
                 Ok(()) => Check::Ok,
                 Err(e) => Check::Needs(e),
             })
         },
         move || {
-            let slot = ctx.node().standby_slot()?.as_str();
             wait::until(
                 "the standby to stream from the master",
                 Duration::from_secs(180),
                 Duration::from_secs(1),
-                probe,
-            ).map_err(|e| match e {
-                Error::Timeout { .. } => Error::Refused(format!(
-                    "{e}. If the master's slot {slot} was invalidated (`pgnode status` on the master shows wal_status=lost), \
-                     run the master role, then `pgnode --role slave --reclone`"
-                )),
-                other => other,
-            })
+                || {
+                    let now = streams(ctx)?;
+                    if now.is_err() && !facts.cloned.get() {
+                        if let Some(why) = crate::repair::blocker(ctx, Duration::ZERO)? {
+                            eprintln!("pgnode: {why}: cloning again");
+                            reclone(ctx, &facts, &marker)?;
+                            system::systemctl("start", &ctx.service())?;
+                        }
+                    }
+                    Ok(now)
+                },
+            )?;
+            if let Some(a) = set_aside(&facts) {
+                eprintln!(
+                    "pgnode: the new clone streams; the previous data directory is kept at {} (pgnode never deletes it)",
+                    a.display()
+                );
+            }
+            Ok(())
         },
     )
 }

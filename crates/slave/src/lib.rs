@@ -14,11 +14,12 @@ use pgnode_core::{Ctx, Result, Step};
 
 mod clone;
 pub mod rejoin;
+pub mod repair;
 pub mod status;
 
-/// Packages the standby needs: openssh-client so that it can generate the cluster's secrets if
-/// it happens to run first, and barman-cli so that on a switchover the master role finds it
-/// installed and promotes without waiting for apt (every second counts as downtime).
+/// Packages the standby needs: openssh-client and openssl so that it can generate the cluster's
+/// secrets if it happens to run first, and barman-cli so that on a switchover the master role
+/// finds it installed and promotes without waiting for apt (every second counts as downtime).
 pub fn packages(ctx: &Ctx) -> Vec<String> {
     let m = ctx.major;
     vec![
@@ -26,6 +27,7 @@ pub fn packages(ctx: &Ctx) -> Vec<String> {
         format!("postgresql-client-{m}"),
         "barman-cli".into(),
         "openssh-client".into(),
+        "openssl".into(),
     ]
 }
 
@@ -110,13 +112,13 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     let state = std::rc::Rc::new(clone::MasterFacts::default());
     steps.push(clone::master_answers(ctx, state.clone()));
     steps.push(rejoin::rejoin_step(ctx, marker.clone()));
-    steps.push(clone::clone_step(ctx, state, marker.clone()));
-    steps.push(Step::file(ctx, marker));
+    steps.push(clone::clone_step(ctx, state.clone(), marker.clone()));
+    steps.push(Step::file(ctx, marker.clone()));
     steps.push(common::service(ctx.service()));
     steps.push(common::pg_ready(ctx));
     steps.push(common::pg_settings_loaded(ctx));
     steps.push(rejoin::no_leftover_slots(ctx));
-    steps.push(clone::streaming(ctx));
+    steps.push(clone::streaming(ctx, state, marker));
     Ok(steps)
 }
 

@@ -247,6 +247,9 @@ fn rewind(ctx: &Ctx, marker: &FileSpec) -> Result<()> {
         .user("postgres")
         .env("PGPASSFILE", pgnode_core::render::postgres_pgpass())
         .env("PGCONNECT_TIMEOUT", "10")
+        // As every connection between nodes: the new primary proves itself with the cluster CA.
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", pgnode_core::tls::CA_FILE)
         .args(["--target-pgdata", &ctx.data_dir().to_string_lossy()])
         .arg(format!("--source-server={source}"))
         .probe()?;

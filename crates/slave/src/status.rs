@@ -40,7 +40,14 @@ fn receiver(ctx: &Ctx) -> Result<(String, bool)> {
     let rows = pg::query(&pg::local(ctx, q))?;
     let want_slot = ctx.node().standby_slot()?.as_str();
     Ok(match rows.first() {
-        None => ("no WAL receiver running".into(), false),
+        // A receiver that failed for good (slot invalidated, WAL gone) is not merely reconnecting.
+        None => match crate::repair::receiver_verdict(ctx) {
+            Some(line) => (
+                format!("CANNOT STREAM: {line}; rerun the slave role: it re-clones"),
+                false,
+            ),
+            None => ("no WAL receiver running".into(), false),
+        },
         Some(r) => (
             format!(
                 "{} from {} via slot {}, timeline {}, last message {}",

@@ -288,6 +288,38 @@ fn at_least_one_standby_is_needed() {
 }
 
 #[test]
+fn restore_drill_schedule_defaults_to_daily_and_is_a_cron_schedule() {
+    let c = Cluster::parse(SHIPPED, "cluster.json").unwrap();
+    assert_eq!(c.barman.restore_drill_schedule, "0 5 * * *");
+    let c = Cluster::parse(
+        &with(|v| v["barman"]["restore_drill_schedule"] = "30 6 * * 1".into()),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.barman.restore_drill_schedule, "30 6 * * 1");
+    let ps = problems(&with(|v| {
+        v["barman"]["restore_drill_schedule"] = "0 5 * * * root rm -rf /".into()
+    }));
+    assert_eq!(fields(&ps), ["barman.restore_drill_schedule"]);
+}
+
+#[test]
+fn incremental_schedule_is_off_by_default_or_a_cron_schedule() {
+    let c = Cluster::parse(SHIPPED, "cluster.json").unwrap();
+    assert_eq!(c.barman.incremental_schedule, "");
+    let c = Cluster::parse(
+        &with(|v| v["barman"]["incremental_schedule"] = "0 3 * * 1-6".into()),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.barman.incremental_schedule, "0 3 * * 1-6");
+    let ps = problems(&with(|v| {
+        v["barman"]["incremental_schedule"] = "daily".into()
+    }));
+    assert_eq!(fields(&ps), ["barman.incremental_schedule"]);
+}
+
+#[test]
 fn zero_loss_mode_lists_every_postgresql_node() {
     let c = Cluster::parse(SHIPPED, "t").unwrap();
     assert_eq!(c.synchronous_standby_names(), None);

@@ -1,0 +1,261 @@
+//! The cluster's TLS material: a private CA and one certificate per node (its name and address
+//! as subject alternative names), generated with the `openssl` CLI and kept in the secrets.
+//!
+//! Every connection between nodes verifies the server against this CA (`sslmode=verify-full`):
+//! Debian's snakeoil certificate gave encryption without authentication, so an active attacker
+//! could read or downgrade the traffic. Private keys are only ever written by openssl itself
+//! into a private (0700) temporary directory and read back: never an argument, never printed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+
+/// Where every node keeps the CA certificate (readable by all: it is public).
+pub const CA_FILE: &str = "/etc/ssl/pgnode/ca.crt";
+/// The server certificate of a PostgreSQL node.
+pub const CERT_FILE: &str = "/etc/ssl/pgnode/server.crt";
+/// Its private key (owned by postgres, 0600, as PostgreSQL demands).
+pub const KEY_FILE: &str = "/etc/ssl/pgnode/server.key";
+
+/// How long certificates are valid; `pgnode secrets --rotate-tls` replaces them sooner.
+const CA_DAYS: &str = "3650";
+const NODE_DAYS: &str = "825";
+
+/// A certificate and its private key, PEM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertKey {
+    pub cert: String,
+    pub key: String,
+}
+
+/// One node's certificate, with the address it was issued for.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCert {
+    pub address: Ipv4Addr,
+    pub cert: String,
+    pub key: String,
+}
+
+/// The CA and the certificate of each node, by node name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub ca: CertKey,
+    pub nodes: BTreeMap<String, NodeCert>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tls(<CA and {} node keys redacted>)", self.nodes.len())
+    }
+}
+
+impl Tls {
+    /// Whether there is a certificate for every `(name, address)`; if not, which is missing.
+    pub fn missing(&self, nodes: &[(String, Ipv4Addr)]) -> Option<String> {
+        nodes
+            .iter()
+            .find_map(|(name, addr)| match self.nodes.get(name) {
+                None => Some(format!("no TLS certificate for node {name}")),
+                Some(c) if c.address != *addr => Some(format!(
+                    "the TLS certificate of node {name} is for {}, not {addr}",
+                    c.address
+                )),
+                Some(_) => None,
+            })
+    }
+
+    /// Shape checks (PEM blocks), so a damaged file is refused before anything is written.
+    pub fn plausible(&self) -> std::result::Result<(), String> {
+        let pem = |what: &str, text: &str, kind: &str| {
+            let ok = text.contains(&format!("-----BEGIN {kind}-----"))
+                && text.contains(&format!("-----END {kind}-----"));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{what} is not a PEM {kind}"))
+            }
+        };
+        pem("tls.ca.cert", &self.ca.cert, "CERTIFICATE")?;
+        pem("tls.ca.key", &self.ca.key, "PRIVATE KEY")?;
+        for (n, c) in &self.nodes {
+            pem(&format!("tls.nodes.{n}.cert"), &c.cert, "CERTIFICATE")?;
+            pem(&format!("tls.nodes.{n}.key"), &c.key, "PRIVATE KEY")?;
+        }
+        Ok(())
+    }
+}
+
+/// A fresh CA and a certificate for each `(name, address)`, signed by it.
+///
+/// Errors: openssl missing or failing (with its stderr), or the temporary directory.
+pub fn generate(nodes: &[(String, Ipv4Addr)]) -> Result<Tls> {
+    let dir = std::env::temp_dir().join(format!("pgnode-tls-{}", crate::files::unique_suffix()));
+    let result = (|| {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| Error::Write {
+                path: dir.clone(),
+                source,
+            })?;
+        let ca = make_ca(&dir)?;
+        let mut certs = BTreeMap::new();
+        for (name, addr) in nodes {
+            certs.insert(name.clone(), make_node(&dir, name, *addr)?);
+        }
+        Ok(Tls { ca, nodes: certs })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn openssl() -> Cmd {
+    Cmd::new("openssl")
+}
+
+fn read(p: &Path) -> Result<String> {
+    std::fs::read_to_string(p).map_err(|source| Error::Read {
+        path: p.to_path_buf(),
+        source,
+    })
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+/// ECDSA P-256 keys: small, fast, and accepted by every libpq and PostgreSQL pgnode supports.
+const NEWKEY: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+fn make_ca(dir: &Path) -> Result<CertKey> {
+    openssl()
+        .args(["req", "-x509", "-new", "-noenc", "-days", CA_DAYS])
+        .args(NEWKEY)
+        .args([
+            "-keyout",
+            &path(dir, "ca.key"),
+            "-out",
+            &path(dir, "ca.crt"),
+        ])
+        .args(["-subj", "/CN=pgnode cluster CA"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .run()?;
+    Ok(CertKey {
+        cert: read(&dir.join("ca.crt"))?,
+        key: read(&dir.join("ca.key"))?,
+    })
+}
+
+fn make_node(dir: &Path, name: &str, addr: Ipv4Addr) -> Result<NodeCert> {
+    let (key, csr, crt, ext): (PathBuf, PathBuf, PathBuf, PathBuf) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.csr")),
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.ext")),
+    );
+    openssl()
+        .args(["req", "-new", "-noenc"])
+        .args(NEWKEY)
+        .args([
+            "-keyout",
+            &key.to_string_lossy(),
+            "-out",
+            &csr.to_string_lossy(),
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .run()?;
+    // verify-full matches the host of the conninfo (an address) against the IP SAN; the DNS
+    // name serves clients that connect by name.
+    let extensions = format!(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:{addr},DNS:{name}\n"
+    );
+    std::fs::write(&ext, extensions).map_err(|source| Error::Write {
+        path: ext.clone(),
+        source,
+    })?;
+    openssl()
+        .args([
+            "x509",
+            "-req",
+            "-days",
+            NODE_DAYS,
+            "-in",
+            &csr.to_string_lossy(),
+        ])
+        .args(["-CA", &path(dir, "ca.crt"), "-CAkey", &path(dir, "ca.key")])
+        .args(["-CAcreateserial", "-CAserial", &path(dir, "ca.srl")])
+        .args([
+            "-extfile",
+            &ext.to_string_lossy(),
+            "-out",
+            &crt.to_string_lossy(),
+        ])
+        .run()?;
+    Ok(NodeCert {
+        address: addr,
+        cert: read(&crt)?,
+        key: read(&key)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_a_ca_and_node_certificates_that_verify() {
+        if which::which("openssl").is_err() {
+            eprintln!("skipping: openssl not installed");
+            return;
+        }
+        let nodes = vec![
+            ("master".to_string(), Ipv4Addr::new(192, 168, 11, 101)),
+            ("slave".to_string(), Ipv4Addr::new(192, 168, 11, 102)),
+        ];
+        let tls = generate(&nodes).unwrap();
+        assert!(tls.missing(&nodes).is_none());
+        assert!(tls.plausible().is_ok());
+        let moved = [("slave".to_string(), Ipv4Addr::new(192, 168, 11, 99))];
+        assert!(tls
+            .missing(&moved)
+            .unwrap()
+            .contains("is for 192.168.11.102"));
+        assert!(!format!("{tls:?}").contains("PRIVATE"));
+        let d = std::env::temp_dir().join(format!("pgnode-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("ca.crt"), &tls.ca.cert).unwrap();
+        std::fs::write(d.join("m.crt"), &tls.nodes["master"].cert).unwrap();
+        let out = Cmd::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(path(&d, "ca.crt"))
+            .args(["-verify_ip", "192.168.11.101"])
+            .arg(path(&d, "m.crt"))
+            .probe()
+            .unwrap();
+        assert!(out.success(), "{}{}", out.stdout, out.stderr);
+        let wrong = Cmd::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(path(&d, "ca.crt"))
+            .args(["-verify_ip", "192.168.11.102"])
+            .arg(path(&d, "m.crt"))
+            .probe()
+            .unwrap();
+        assert!(
+            !wrong.success(),
+            "the master's certificate must not pass for the slave's address"
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
