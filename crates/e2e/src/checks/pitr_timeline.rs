@@ -239,7 +239,8 @@ fn wait_archived(backup: &Node, server: &str, seg: &str) -> Result<()> {
         Duration::from_secs(150),
         || {
             let out = backup.run(&["ls", &dir])?;
-            if out.stdout.lines().any(|l| l.starts_with(seg)) {
+            // The exact name: a `.partial` of the same segment (from receive-wal) is not the file.
+            if out.stdout.lines().any(|l| l.trim() == seg) {
                 return Ok(Some(()));
             }
             pending(out.combined())
