@@ -102,6 +102,7 @@ fn body(cx: &mut Ctx) -> Result<()> {
         &base,
         &major,
         &["--target-time", &t_before, "--target-tli", &tli],
+        (&before, &after),
     )?;
     ensure(
         got == before,
@@ -118,6 +119,7 @@ fn body(cx: &mut Ctx) -> Result<()> {
         &base,
         &major,
         &["--target-time", &t_after, "--target-tli", &tli],
+        (&before, &after),
     )?;
     let want = {
         let mut v = [before.clone(), after.clone()];
@@ -138,13 +140,14 @@ fn body(cx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Recovers `base` into DIR with `target`, starts it, returns the e2e_pitr tokens it has.
+/// Recovers `base` into DIR with `target`, starts it, returns which of `tokens` it has.
 fn recover(
     backup: &Node,
     server: &str,
     base: &str,
     major: &str,
     target: &[&str],
+    tokens: (&str, &str),
 ) -> Result<String> {
     backup.ok(&["bash", "-c", CLEANUP, "cleanup", DIR])?;
     // --get-wal: the recovered server fetches WAL from Barman on demand. Barman 3.4's own copy
@@ -202,7 +205,12 @@ fn recover(
             }
         },
     )?;
-    let out = sql(backup, "select token from e2e_pitr order by 1")?;
+    // Only this run's rows: the table outlives earlier runs.
+    let q = format!(
+        "select token from e2e_pitr where token in ('{}', '{}') order by 1",
+        tokens.0, tokens.1
+    );
+    let out = sql(backup, &q)?;
     ensure(
         out.success(),
         "cannot query the recovered server",
