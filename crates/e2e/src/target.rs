@@ -223,6 +223,18 @@ impl Target for Lab {
     fn host_isolated(&self) -> bool {
         true
     }
+    /// The lab's guests read the config provision/lab was told (`PGNODE_LAB_CONFIG`, relative
+    /// to the checkout, e.g. config/e2e-two-standbys.json) as /vagrant/PATH.
+    fn layout(&self) -> GuestLayout {
+        let mut l = GuestLayout::vagrant();
+        if let Some(c) = std::env::var("PGNODE_LAB_CONFIG")
+            .ok()
+            .filter(|c| !c.is_empty())
+        {
+            l.config = format!("/vagrant/{c}");
+        }
+        l
+    }
     fn faults(&self) -> Option<&dyn crate::faults::Faults> {
         Some(self)
     }

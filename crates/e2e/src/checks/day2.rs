@@ -58,7 +58,11 @@ pub fn write_config(cx: &Ctx, name: &str, config: &Value) -> Result<String> {
     let text = serde_json::to_string_pretty(config).unwrap_or_default();
     for n in cx.cluster.nodes() {
         let out = n.exec(&Command::new(&["tee", &path]).stdin(text.as_bytes()))?;
-        ensure(out.success(), format!("cannot write {path} on {n}"), out.combined())?;
+        ensure(
+            out.success(),
+            format!("cannot write {path} on {n}"),
+            out.combined(),
+        )?;
     }
     Ok(path)
 }
@@ -80,8 +84,15 @@ pub fn role_ok(cx: &Ctx, node: &Node, role: &str, config: &str, extra: &[&str]) 
         format!("pgnode --role {role} {} failed on {node}", extra.join(" ")),
         tail(&text, 30),
     )?;
-    let recap = text.lines().rfind(|l| l.starts_with("recap:")).unwrap_or("");
-    cx.note(format!("{node}: role {role} {} {recap} ({:.1}s)", extra.join(" "), t.elapsed().as_secs_f64()));
+    let recap = text
+        .lines()
+        .rfind(|l| l.starts_with("recap:"))
+        .unwrap_or("");
+    cx.note(format!(
+        "{node}: role {role} {} {recap} ({:.1}s)",
+        extra.join(" "),
+        t.elapsed().as_secs_f64()
+    ));
     Ok(text)
 }
 
@@ -112,7 +123,13 @@ fn node<'a>(cx: &'a Ctx, name: &str) -> Result<&'a Node> {
 /// Converges every node for `config` in the documented order: the old primary first (it stops
 /// cleanly and follows; or rewinds), then the new master (it promotes), the other standbys,
 /// then the backup node. `extra_master` goes to the master role (e.g. `--force-promote`).
-pub fn converge(cx: &Ctx, config: &Value, path: &str, old: &str, extra_master: &[&str]) -> Result<()> {
+pub fn converge(
+    cx: &Ctx,
+    config: &Value,
+    path: &str,
+    old: &str,
+    extra_master: &[&str],
+) -> Result<()> {
     let masters = names_with_role(config, "master");
     let slaves = names_with_role(config, "slave");
     if slaves.iter().any(|s| s == old) {
@@ -152,7 +169,10 @@ pub fn restore(cx: &Ctx) -> Result<()> {
             converge(cx, &now, &path, &master, &[])?;
             converge(cx, &orig, &cluster_cfg, &p, &[])
         }
-        None => fail("no node answers as a primary: cannot restore the topology", ""),
+        None => fail(
+            "no node answers as a primary: cannot restore the topology",
+            "",
+        ),
     }
 }
 
@@ -162,7 +182,10 @@ pub fn with_restore(cx: &mut Ctx, body: impl FnOnce(&mut Ctx) -> Result<()>) -> 
     let back = restore(cx);
     match (r, back) {
         (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(Failure::new(format!("restoring the topology failed: {}", e.message), e.evidence)),
+        (Ok(()), Err(e)) => Err(Failure::new(
+            format!("restoring the topology failed: {}", e.message),
+            e.evidence,
+        )),
         (Ok(()), Ok(())) => {
             cx.note("topology restored: the original master is the primary again");
             Ok(())
@@ -187,18 +210,36 @@ pub struct FirstWrite(JoinHandle<Result<Output>>);
 impl FirstWrite {
     /// Starts the probe on `node` into `table` (which must exist, e.g. replicated) for `secs`.
     pub fn start(node: &Node, table: &str, secs: u32) -> FirstWrite {
-        let cmd = Command::new(&["bash", "-c", FIRST_WRITE, "first-write", table, &secs.to_string()])
-            .timeout(Duration::from_secs(u64::from(secs) + 60));
+        let cmd = Command::new(&[
+            "bash",
+            "-c",
+            FIRST_WRITE,
+            "first-write",
+            table,
+            &secs.to_string(),
+        ])
+        .timeout(Duration::from_secs(u64::from(secs) + 60));
         let n = node.clone();
         FirstWrite(thread::spawn(move || n.exec(&cmd)))
     }
 
     /// When the first insert committed (guest clock, Unix seconds).
     pub fn at(self) -> Result<f64> {
-        let out = self.0.join().map_err(|_| Failure::new("the first-write thread panicked", ""))??;
-        match out.stdout.trim().strip_prefix("first ").and_then(|t| t.parse().ok()) {
+        let out = self
+            .0
+            .join()
+            .map_err(|_| Failure::new("the first-write thread panicked", ""))??;
+        match out
+            .stdout
+            .trim()
+            .strip_prefix("first ")
+            .and_then(|t| t.parse().ok())
+        {
             Some(t) => Ok(t),
-            None => fail("no insert ever committed on the new primary", out.combined()),
+            None => fail(
+                "no insert ever committed on the new primary",
+                out.combined(),
+            ),
         }
     }
 }
@@ -217,7 +258,11 @@ pub fn barman_follows(cx: &Ctx, before: &str) -> Result<String> {
     let b = cx.cluster.backup();
     let server = cx.cluster.config.barman.server.as_str();
     let out = b.barman(&["check", server])?;
-    ensure(out.success(), "barman check is not all OK after the change", out.combined())?;
+    ensure(
+        out.success(),
+        "barman check is not all OK after the change",
+        out.combined(),
+    )?;
     let newest = newest_done(cx)?;
     ensure(
         newest.as_str() > before,
@@ -242,12 +287,16 @@ pub fn newest_done(cx: &Ctx) -> Result<String> {
 
 /// Waits until `node` answers as a primary.
 pub fn is_primary(node: &Node) -> Result<()> {
-    wait_for(&format!("{node} to be a primary"), Duration::from_secs(120), || {
-        let o = node.try_sql("postgres", "select pg_is_in_recovery()")?;
-        if o.success() && o.stdout.trim() == "f" {
-            Ok(Some(()))
-        } else {
-            pending(flat(&o.combined()))
-        }
-    })
+    wait_for(
+        &format!("{node} to be a primary"),
+        Duration::from_secs(120),
+        || {
+            let o = node.try_sql("postgres", "select pg_is_in_recovery()")?;
+            if o.success() && o.stdout.trim() == "f" {
+                Ok(Some(()))
+            } else {
+                pending(flat(&o.combined()))
+            }
+        },
+    )
 }

@@ -27,7 +27,9 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         )?;
         a.kill9_postmaster()?;
         let _ = pgbench.finish();
-        cx.note(format!("{a}: postmaster killed with SIGKILL under pgbench, kept down"));
+        cx.note(format!(
+            "{a}: postmaster killed with SIGKILL under pgbench, kept down"
+        ));
 
         let refused = day2::role_run(&b, "master", &path, &[])?;
         ensure(
@@ -38,7 +40,10 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         cx.note(format!("{b}: refuses to promote without --force-promote"));
         let out = day2::role_ok(cx, &b, "master", &path, &["--force-promote"])?;
         let Some(line) = out.lines().find(|l| l.starts_with("pgnode: promoting")) else {
-            return fail("--force-promote did not say how far behind the standby was", out);
+            return fail(
+                "--force-promote did not say how far behind the standby was",
+                out,
+            );
         };
         cx.note(format!("{b}: {}", line.trim()));
         day2::is_primary(&b)?;
@@ -51,8 +56,14 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         day2::role_ok(cx, cx.cluster.backup(), "backup", &path, &[])?;
         day2::streams_from(&a, &b)?;
         for n in cx.cluster.nodes() {
-            let st = n.exec(&crate::Command::new(&["pgnode", "status", "--config", &path]))?;
-            ensure(st.success(), format!("pgnode status on {n} is not healthy after the failover"), st.combined())?;
+            let st = n.exec(&crate::Command::new(&[
+                "pgnode", "status", "--config", &path,
+            ]))?;
+            ensure(
+                st.success(),
+                format!("pgnode status on {n} is not healthy after the failover"),
+                st.combined(),
+            )?;
         }
         cx.note("pgnode status healthy on every node after the failover");
         Ok(())

@@ -9,8 +9,10 @@ use crate::runner::Check;
 mod backup;
 mod backup_idle;
 mod bad_config;
+mod day2;
 mod drift;
 mod drill;
+mod failover;
 mod fault_backup_down;
 mod fault_concurrent;
 mod fault_interrupted;
@@ -24,13 +26,17 @@ mod forced_command;
 mod idempotence;
 mod incremental;
 mod network;
+mod pitr_timeline;
 mod replication;
 mod restore;
 mod secrets_hidden;
 mod security;
 mod standby;
+mod standbys;
 mod status;
+mod switchover;
 mod tls;
+mod zero_loss;
 
 /// Every check, in run order.
 pub const ALL: &[Check] = &[
@@ -60,4 +66,12 @@ pub const ALL: &[Check] = &[
     check!("fault-reboot", fault_reboot::run),
     check!("fault-interrupted", fault_interrupted::run),
     check!("fault-concurrent", fault_concurrent::run),
+    // Day-2 (issue 10): each switches roles through a config written beside the cluster's and
+    // restores the original topology, passed or not.
+    check!("switchover", switchover::run),
+    check!("failover", failover::run),
+    check!("zero-loss", zero_loss::run),
+    check!("pitr-timeline", pitr_timeline::run),
+    // Needs a config with two standbys (PGNODE_LAB_CONFIG=config/e2e-two-standbys.json).
+    check!("standbys", standbys::run),
 ];

@@ -31,7 +31,9 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
             s.address
         );
         primary.poll_until("postgres", &q, "1", std::time::Duration::from_secs(60))?;
-        cx.note(format!("{s} streams from {primary} through its own slot {slot}"));
+        cx.note(format!(
+            "{s} streams from {primary} through its own slot {slot}"
+        ));
     }
     day2::with_restore(cx, |cx| {
         let orig = day2::original(cx)?;
@@ -43,10 +45,14 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         day2::is_primary(&target)?;
         for follower in [&primary, &standbys[0]] {
             day2::streams_from(follower, &target)?;
-            cx.note(format!("after the switchover to {target}: {follower} streams from it"));
+            cx.note(format!(
+                "after the switchover to {target}: {follower} streams from it"
+            ));
         }
         let backup = day2::barman_follows(cx, &before)?;
-        cx.note(format!("barman check OK against {target}; new backup {backup} DONE"));
+        cx.note(format!(
+            "barman check OK against {target}; new backup {backup} DONE"
+        ));
         Ok(())
     })
 }

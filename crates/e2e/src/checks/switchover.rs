@@ -64,19 +64,30 @@ fn switch(cx: &Ctx, old: &Node, new: &Node, config: &serde_json::Value, path: &s
     };
     let first = probe.at()?;
     let Some(last) = report.acked.iter().map(|a| a.at).reduce(f64::max) else {
-        return fail("the ledger saw no acknowledged commit on the old primary", "");
+        return fail(
+            "the ledger saw no acknowledged commit on the old primary",
+            "",
+        );
     };
     let present = report.verify_on(new, LEDGER)?;
     cx.note(format!(
         "{old} -> {new}: {} commits acknowledged on {old}, all {present} on {new}; pgbench {bench}",
         report.acked.len()
     ));
-    ensure(first > last, "the new primary committed before the old one stopped", format!("last on old {last}, first on new {first}"))?;
+    ensure(
+        first > last,
+        "the new primary committed before the old one stopped",
+        format!("last on old {last}, first on new {first}"),
+    )?;
     let downtime = first - last;
-    cx.note(format!("switchover downtime {downtime:.1} s ({old} -> {new})"));
+    cx.note(format!(
+        "switchover downtime {downtime:.1} s ({old} -> {new})"
+    ));
     day2::streams_from(old, new)?;
     cx.note(format!("{old} streams from {new}"));
     let backup = day2::barman_follows(cx, &before)?;
-    cx.note(format!("barman check OK against {new}; new backup {backup} DONE"));
+    cx.note(format!(
+        "barman check OK against {new}; new backup {backup} DONE"
+    ));
     Ok(downtime)
 }

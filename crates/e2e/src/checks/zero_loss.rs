@@ -28,11 +28,16 @@ fn body(cx: &mut Ctx) -> Result<()> {
     let names = a.sql("postgres", "show synchronous_standby_names")?;
     a.poll_until(
         "postgres",
-        &format!("select sync_state from pg_stat_replication where application_name = '{}'", b.name),
+        &format!(
+            "select sync_state from pg_stat_replication where application_name = '{}'",
+            b.name
+        ),
         "quorum",
         Duration::from_secs(60),
     )?;
-    cx.note(format!("{a}: synchronous_standby_names = {names}; {b} is a quorum standby"));
+    cx.note(format!(
+        "{a}: synchronous_standby_names = {names}; {b} is a quorum standby"
+    ));
 
     let there = day2::with_master(&orig, &b.name);
     let path = day2::write_config(cx, day2::SWITCHED, &there)?;
@@ -50,7 +55,11 @@ fn body(cx: &mut Ctx) -> Result<()> {
     day2::role_ok(cx, &b, "master", &path, &["--force-promote"])?;
     day2::is_primary(&b)?;
     let present = report.verify_on(&b, LEDGER)?;
-    ensure(present == report.acked.len(), "acknowledged commits are missing on the new primary", format!("{present} of {}", report.acked.len()))?;
+    ensure(
+        present == report.acked.len(),
+        "acknowledged commits are missing on the new primary",
+        format!("{present} of {}", report.acked.len()),
+    )?;
     cx.note(format!(
         "kill -9 under load, failover to {b}: {} acknowledged commits, 0 lost ({} in doubt)",
         report.acked.len(),

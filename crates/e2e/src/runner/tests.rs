@@ -160,6 +160,11 @@ fn the_registry_lists_the_checks_in_order() {
             "fault-reboot",
             "fault-interrupted",
             "fault-concurrent",
+            "switchover",
+            "failover",
+            "zero-loss",
+            "pitr-timeline",
+            "standbys",
         ]
     );
 }
