@@ -26,7 +26,6 @@ mod forced_command;
 mod idempotence;
 mod incremental;
 mod network;
-mod pitr_timeline;
 mod replication;
 mod restore;
 mod secrets_hidden;
@@ -71,7 +70,6 @@ pub const ALL: &[Check] = &[
     check!("switchover", switchover::run),
     check!("failover", failover::run),
     check!("zero-loss", zero_loss::run),
-    check!("pitr-timeline", pitr_timeline::run),
     // Needs a config with two standbys (PGNODE_LAB_CONFIG=config/e2e-two-standbys.json).
     check!("standbys", standbys::run),
 ];

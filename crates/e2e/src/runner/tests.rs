@@ -163,7 +163,6 @@ fn the_registry_lists_the_checks_in_order() {
             "switchover",
             "failover",
             "zero-loss",
-            "pitr-timeline",
             "standbys",
         ]
     );
