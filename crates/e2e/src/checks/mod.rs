@@ -9,6 +9,7 @@ use crate::runner::Check;
 mod backup;
 mod backup_idle;
 mod bad_config;
+mod disaster;
 mod drift;
 mod drill;
 mod fault_backup_down;
@@ -60,4 +61,5 @@ pub const ALL: &[Check] = &[
     check!("fault-reboot", fault_reboot::run),
     check!("fault-interrupted", fault_interrupted::run),
     check!("fault-concurrent", fault_concurrent::run),
+    check!("disaster", disaster::run),
 ];

@@ -160,6 +160,7 @@ fn the_registry_lists_the_checks_in_order() {
             "fault-reboot",
             "fault-interrupted",
             "fault-concurrent",
+            "disaster",
         ]
     );
 }
