@@ -11,7 +11,7 @@ use pgnode_core::{pg, system, wait, Ctx, Error, Result};
 use crate::barman::{backups, barman, query_master, Backup};
 
 /// The primary's current timeline (from its current WAL file name).
-fn primary_timeline(ctx: &Ctx) -> Result<u32> {
+pub(crate) fn primary_timeline(ctx: &Ctx) -> Result<u32> {
     let hex = pg::scalar(&query_master(
         ctx,
         "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8);",

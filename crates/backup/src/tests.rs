@@ -68,6 +68,10 @@ fn barman_server_streams_archives_and_keeps_retention() {
         "\"barman put-wal master --test\")\n    exec /usr/bin/barman put-wal master --test\n"
     ));
     assert!(!script.contains("eval") && !script.contains("sh -c"));
+    // The one read for disaster recovery: an exact string, the newest backup, no client input.
+    assert!(script.contains("\"pgnode-restore-stream master\")\n"));
+    assert!(script.contains("/usr/bin/barman recover master latest \"$dir/data\" >&2"));
+    assert!(!script.contains("$SSH_ORIGINAL_COMMAND\"") && !script.contains("$@"));
     assert!(script.trim_end().ends_with("exit 1"));
 }
 

@@ -140,25 +140,13 @@ impl Cmd {
     /// Errors only when the program is missing or cannot start. Use for probes whose
     /// "no" is a documented exit status.
     pub fn probe(&self) -> Result<Output, CmdError> {
-        let program = self.resolve()?;
-        let (prog, args) = match &self.user {
-            Some(u) => {
-                let mut a = vec!["-u".to_string(), u.clone(), "--".to_string(), program];
-                a.extend(self.args.iter().cloned());
-                ("runuser".to_string(), a)
-            }
-            None => (program, self.args.clone()),
-        };
-        let mut e = duct::cmd(prog, args).env("LC_ALL", "C").unchecked();
-        e = if self.discard {
+        let e = self.expression()?;
+        let e = if self.discard {
             e.stdout_null().stderr_null()
         } else {
             e.stdout_capture().stderr_capture()
         };
-        for (k, v, _) in &self.env {
-            e = e.env(k, v);
-        }
-        e = match &self.stdin {
+        let e = match &self.stdin {
             Some((d, _)) => e.stdin_bytes(d.clone()),
             None => e.stdin_null(),
         };
@@ -171,6 +159,64 @@ impl Cmd {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+
+    /// Runs `self | to` (a stream too large to hold in memory, e.g. a tar): both must exit 0.
+    /// Each side's stderr is captured for the error; `to`'s stdout is returned.
+    ///
+    /// Errors: either program missing or failing (the first failure is named).
+    pub fn pipe(&self, to: &Cmd) -> Result<Output, CmdError> {
+        let (from_err, to_err) = (tempfile_pair()?, tempfile_pair()?);
+        let left = self.expression()?.stdin_null().stderr_file(from_err.0);
+        let right = to.expression()?.stdout_capture().stderr_file(to_err.0);
+        let out = left
+            .pipe(right)
+            .unchecked()
+            .run()
+            .map_err(|source| CmdError::Spawn {
+                cmd: format!("{self} | {to}"),
+                source,
+            })?;
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut s = String::new();
+            let _ = f.rewind().and_then(|_| f.read_to_string(&mut s));
+            s
+        };
+        let (e1, e2) = (read(from_err.1), read(to_err.1));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let status = out.status.code().unwrap_or(-1);
+        // duct reports the right side's status unless it succeeded and the left failed.
+        if status != 0 {
+            let first = if e1.trim().is_empty() { to } else { self };
+            return Err(first.failure(&Output {
+                status,
+                stdout,
+                stderr: format!("{e1}{e2}"),
+            }));
+        }
+        Ok(Output {
+            status,
+            stdout,
+            stderr: format!("{e1}{e2}"),
+        })
+    }
+
+    fn expression(&self) -> Result<duct::Expression, CmdError> {
+        let program = self.resolve()?;
+        let (prog, args) = match &self.user {
+            Some(u) => {
+                let mut a = vec!["-u".to_string(), u.clone(), "--".to_string(), program];
+                a.extend(self.args.iter().cloned());
+                ("runuser".to_string(), a)
+            }
+            None => (program, self.args.clone()),
+        };
+        let mut e = duct::cmd(prog, args).env("LC_ALL", "C").unchecked();
+        for (k, v, _) in &self.env {
+            e = e.env(k, v);
+        }
+        Ok(e)
     }
 
     /// Runs and captures; a non-zero exit is an error carrying the command and stderr tail.
@@ -191,6 +237,28 @@ impl Cmd {
             stderr: tail(&out.stderr, &out.stdout, 15),
         }
     }
+}
+
+/// An anonymous temporary file (unlinked at once), as a write handle and a read handle.
+fn tempfile_pair() -> Result<(std::fs::File, std::fs::File), CmdError> {
+    let path = std::env::temp_dir().join(format!(
+        "pgnode-pipe-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    ));
+    let spawn = |source| CmdError::Spawn {
+        cmd: format!("create {}", path.display()),
+        source,
+    };
+    let w = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(spawn)?;
+    let _ = std::fs::remove_file(&path);
+    let r = w.try_clone().map_err(spawn)?;
+    Ok((w, r))
 }
 
 /// The last `n` lines of stderr (or of stdout when stderr is empty).

@@ -41,6 +41,11 @@ pub struct RestoreArgs {
     /// restore point, check the copy, record the result for `pgnode status`.
     #[arg(long, conflicts_with_all = ["latest", "target_time", "target_lsn", "target_name", "backup", "keep", "discard"])]
     drill: bool,
+    /// Disaster recovery, run ON that node (the master of the config): rebuild its data
+    /// directory from the newest backup and every archived WAL file, pulled from Barman through
+    /// the archive key's forced command; the existing directory is moved aside.
+    #[arg(long, value_name = "NODE", conflicts_with_all = ["latest", "target_time", "target_lsn", "target_name", "backup", "keep", "discard", "drill"])]
+    to_node: Option<String>,
 }
 
 /// Runs `pgnode restore`: 0 restored, 1 it failed, 2 bad usage.
@@ -49,6 +54,9 @@ pub fn run(cluster: Cluster, config: &Path, a: RestoreArgs) -> ExitCode {
         eprintln!("pgnode restore: {msg}");
         ExitCode::from(2)
     };
+    if let Some(name) = a.to_node {
+        return to_node(cluster, config, &name);
+    }
     let flags = Flags {
         latest: a.latest,
         target_time: a.target_time,
@@ -96,6 +104,38 @@ pub fn run(cluster: Cluster, config: &Path, a: RestoreArgs) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgnode restore: {}", chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--to-node NAME`: exit 2 unless NAME is the master of the config and this machine is it.
+fn to_node(cluster: Cluster, config: &Path, name: &str) -> ExitCode {
+    let usage = |msg: String| {
+        eprintln!("pgnode restore: {msg}");
+        ExitCode::from(2)
+    };
+    let node = match restore::to_node::validate(&cluster, name, host::detect_node(&cluster)) {
+        Ok(n) => n.clone(),
+        Err(msg) => return usage(msg),
+    };
+    if !is_root() {
+        return usage("--to-node must run as root (it stops nothing, but writes the data directory as postgres and starts the service)".into());
+    }
+    let ctx = match Ctx::new(cluster, node, Path::new("/"), config, false) {
+        Ok(c) => c,
+        Err(e) => return usage(chain(&e)),
+    };
+    match restore::to_node::run(&ctx, &mut |l| println!("  {l}")) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            println!("now rerun the roles: master, then the slaves, then backup (they re-clone the standbys and let Barman follow the new timeline)");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("pgnode restore: {}", chain(&e));
             ExitCode::from(1)

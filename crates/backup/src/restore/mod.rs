@@ -16,6 +16,7 @@ pub mod drill;
 pub mod sandbox;
 pub mod server;
 pub mod state;
+pub mod to_node;
 
 pub use args::{Flags, Request, Target};
 pub use sandbox::Sandbox;

@@ -10,6 +10,7 @@ mod backup;
 mod backup_idle;
 mod bad_config;
 mod day2;
+mod disaster;
 mod drift;
 mod drill;
 mod failover;
@@ -70,6 +71,8 @@ pub const ALL: &[Check] = &[
     check!("switchover", switchover::run),
     check!("failover", failover::run),
     check!("zero-loss", zero_loss::run),
+    // Last of the three-node suite: it rebuilds the primary from Barman alone.
+    check!("disaster", disaster::run),
     // Needs a config with two standbys (PGNODE_LAB_CONFIG=config/e2e-two-standbys.json).
     check!("standbys", standbys::run),
 ];

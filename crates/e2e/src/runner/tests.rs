@@ -163,6 +163,7 @@ fn the_registry_lists_the_checks_in_order() {
             "switchover",
             "failover",
             "zero-loss",
+            "disaster",
             "standbys",
         ]
     );
