@@ -141,6 +141,20 @@ pub fn start_load(cx: &Ctx, table: &str, seconds: u32) -> Result<Load> {
     })
 }
 
+/// Waits (bounded) until the ledger's `table` on the primary holds at least `rows` rows.
+pub fn wait_rows(cx: &Ctx, table: &str, rows: u64) -> Result<()> {
+    let primary = cx.cluster.primary();
+    let q = format!("select count(*) from {table}");
+    let what = format!("{primary}: {rows} rows in {table} from the ledger");
+    crate::wait_for(&what, std::time::Duration::from_secs(60), || {
+        let n: u64 = primary.sql("postgres", &q)?.parse().unwrap_or(0);
+        if n >= rows {
+            return Ok(Some(()));
+        }
+        crate::pending(format!("{n} rows"))
+    })
+}
+
 impl Load {
     /// Ends the ledger now and keeps its report: for a drill that powers the primary's machine
     /// off, which would take the ledger's client (in that machine) down mid-line. Every commit

@@ -19,7 +19,6 @@ use crate::{ensure, fail, Failure, Node, Result};
 /// One line per id: `ok ID TIME`, `fail ID TIME MESSAGE`, `lost ID TIME`; last `end WHY LAST`.
 const CLIENT: &str = r#"set -u
 table=$1 db=$2 count=$3 secs=$4 stop=$5
-rm -f "$stop"
 end=$(( ${EPOCHREALTIME%.*} + secs ))
 coproc PSQL { exec runuser -u postgres -- stdbuf -oL psql -XAtq -d "$db" 2>&1; }
 # bash unsets PSQL and PSQL_PID once psql is gone: keep the fds and the pid.
@@ -235,6 +234,10 @@ impl Ledger {
             &format!("drop table if exists {table}; create table {table} (id bigint primary key, at timestamptz not null default clock_timestamp())"),
         )?;
         let stop_file = format!("/run/pgnode-e2e-ledger-{table}.stop");
+        // Removed here, before the client starts: were the client to remove it, a stop asked
+        // right after the start could come first and be wiped, and the client would run to its
+        // time bound.
+        node.ok(&["rm", "-f", &stop_file])?;
         let argv = [
             "bash",
             "-c",
@@ -260,14 +263,22 @@ impl Ledger {
     /// Asks the client to stop after the id in flight, waits for it and returns its report.
     /// Err: the client could not run, or its stream does not end with an `end` line.
     pub fn stop(self) -> Result<LedgerReport> {
-        // If the client already ended by itself the stop file is harmless (it removes it at start).
+        // If the client already ended by itself the stop file is harmless (removed below).
         let _ = self.node.run(&["touch", &self.stop_file]);
         let out = self
             .handle
             .join()
             .map_err(|_| Failure::new("the ledger's thread panicked", ""))??;
         let _ = self.node.run(&["rm", "-f", &self.stop_file]);
-        let report = LedgerReport::parse(&out.stdout);
+        let mut report = LedgerReport::parse(&out.stdout);
+        if report.end.is_empty() && !report.acked.is_empty() {
+            // The client was cut off without its last line (seen once when the primary under it
+            // was killed): every `ok` it printed before is still an acknowledged commit, and the
+            // next id is in doubt.
+            let next = report.acked.last().map_or(1, |a| a.id + 1);
+            report.in_doubt.push(next);
+            report.end = "cut off".into();
+        }
         if report.end.is_empty() {
             return fail(
                 format!("the ledger client on {} did not finish", self.node),

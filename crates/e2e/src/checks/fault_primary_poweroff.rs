@@ -13,6 +13,8 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     let primary = cx.cluster.primary();
     let mut load = faults::start_load(cx, "e2e_fault_primary_poweroff", 15)?;
     faults::write_wal(primary, 1)?;
+    // Some commits first, so that the promise is about something.
+    faults::wait_rows(cx, "e2e_fault_primary_poweroff", 300)?;
     load.settle_ledger(cx)?;
     faults::hook("hard power-off of the primary", hooks.kill(&primary.name))?;
     let undo = faults::Undo::power(hooks, &primary.name);

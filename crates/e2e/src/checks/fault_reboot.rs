@@ -17,6 +17,8 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         let mut load = faults::start_load(cx, "e2e_fault_reboot", 10)?;
         if primary_down {
             // The ledger's client runs in the primary's machine: it ends with the power-off.
+            // Some commits first, so that the promise is about something.
+            faults::wait_rows(cx, "e2e_fault_reboot", 300)?;
             load.settle_ledger(cx)?;
         }
         faults::hook(&format!("power off {node}"), hooks.power_off(&node.name))?;
