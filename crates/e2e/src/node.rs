@@ -157,6 +157,13 @@ impl Node {
     pub fn provision(&self) -> Result<Output> {
         let mut argv = self.target.layout().provision;
         argv.push(self.role.as_str().to_string());
+        // Vagrant uploads the binary to /tmp/pgnode before every provisioning run, and a reboot
+        // empties /tmp: after a drill rebooted this node, run the binary the last run installed.
+        if argv.iter().any(|a| a == "/vagrant/provision/guest.sh")
+            && !self.run(&["test", "-e", "/tmp/pgnode"])?.success()
+        {
+            argv.push("/usr/local/bin/pgnode".into());
+        }
         self.exec(&Command::new(&argv))
     }
 
