@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # run, names, addrs, netns, ...: set by provision/lab, which sources this
 # Fault-drill hooks of the lab (issue 9), sourced by provision/lab: one guest at a time, its disk
 # (the overlay's upper directory) kept, so a guest powered off and booted again has the state it
 # had, as after a real power cycle. `provision/lab up` is unchanged: from all-stopped it still
@@ -32,7 +32,7 @@ fault_prepare() { # fault_prepare VERB NODE: root, config read, NODE known
 }
 
 cmd_link() {
-  [ $# -eq 2 ] && [[ $2 == up || $2 == down ]] || usage
+  if [ $# -ne 2 ] || [[ $2 != up && $2 != down ]]; then usage; fi
   local name=$1 state=$2 veth=vb-$1
   fault_prepare link "$name"
   nspawn_pid "$name" >/dev/null || die "guest $name is not running (provision/lab up)"
