@@ -125,24 +125,30 @@ pub fn pg_ready(ctx: &Ctx) -> Step<'_> {
                 Check::Needs("pg_isready says no".into())
             })
         },
-        move || wait_ready(ctx, "the local PostgreSQL to accept connections"),
+        move || {
+            wait_ready(
+                ctx,
+                "the local PostgreSQL to accept connections",
+                READY_TIMEOUT,
+            )
+        },
     )
 }
 
-/// Waits (bounded, 120 s) until the local server accepts connections.
-fn wait_ready(ctx: &Ctx, what: &str) -> Result<()> {
-    wait::until(
-        what,
-        Duration::from_secs(120),
-        Duration::from_secs(1),
-        || {
-            Ok(if pg::local_ready(ctx)? {
-                Ok(())
-            } else {
-                Err("pg_isready says no".into())
-            })
-        },
-    )
+/// How long a start or restart of the local server may take to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Waits (bounded by `timeout`) until the local server accepts connections.
+///
+/// Errors: the timeout, naming `what` and pg_isready's last answer.
+pub fn wait_ready(ctx: &Ctx, what: &str, timeout: Duration) -> Result<()> {
+    wait::until(what, timeout, Duration::from_secs(1), || {
+        Ok(if pg::local_ready(ctx)? {
+            Ok(())
+        } else {
+            Err("pg_isready says no".into())
+        })
+    })
 }
 
 /// Newest modification time of the files PostgreSQL reads its settings from.
@@ -224,7 +230,7 @@ pub fn pg_settings_loaded(ctx: &Ctx) -> Step<'_> {
             }
             if !loaded(ctx)?.1.is_empty() {
                 system::systemctl("restart", &ctx.service())?;
-                wait_ready(ctx, "PostgreSQL to come back after restart")?;
+                wait_ready(ctx, "PostgreSQL to come back after restart", READY_TIMEOUT)?;
             }
             Ok(())
         },

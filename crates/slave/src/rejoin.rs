@@ -17,7 +17,7 @@ use std::time::Duration;
 use pgnode_core::exec::Cmd;
 use pgnode_core::files::{self, FileSpec};
 use pgnode_core::step::{Check, Step};
-use pgnode_core::{pg, system, wait, Ctx, Error, Result};
+use pgnode_core::{common, pg, system, Ctx, Error, Result};
 
 /// What the local data directory and server say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,17 +223,10 @@ fn rewind(ctx: &Ctx, marker: &FileSpec) -> Result<()> {
         // accept writes), then stop cleanly.
         files::write(&ctx.root, marker, true)?;
         system::systemctl("start", &ctx.service())?;
-        wait::until(
+        common::wait_ready(
+            ctx,
             "crash recovery of the former primary (as a standby)",
             Duration::from_secs(300),
-            Duration::from_secs(1),
-            || {
-                Ok(if pg::local_ready(ctx)? {
-                    Ok(())
-                } else {
-                    Err("pg_isready says no".into())
-                })
-            },
         )?;
         system::systemctl("stop", &ctx.service())?;
     }
