@@ -15,6 +15,20 @@ pub fn prepare(ctx: &Ctx, pkgs: Vec<String>) -> Vec<Step<'_>> {
     vec![packages(ctx, pkgs), secrets(ctx)]
 }
 
+/// What both PostgreSQL roles install (either may become the other on a switchover): the server,
+/// barman-cli for `barman-wal-archive` (so a promotion never waits for apt: every second is
+/// downtime), openssh-client and openssl to generate the cluster's secrets if it runs first.
+pub fn server_packages(ctx: &Ctx) -> Vec<String> {
+    let m = ctx.major;
+    vec![
+        format!("postgresql-{m}"),
+        format!("postgresql-client-{m}"),
+        "barman-cli".into(),
+        "openssh-client".into(),
+        "openssl".into(),
+    ]
+}
+
 /// Installs `packages` from the distribution's archive when any is missing.
 pub fn packages(ctx: &Ctx, packages: Vec<String>) -> Step<'_> {
     let _ = ctx;

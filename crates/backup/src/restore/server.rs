@@ -113,21 +113,17 @@ pub fn psql(sb: &Sandbox, sql: &str) -> Cmd {
 
 /// psql to one database of the throwaway server.
 pub fn psql_db(sb: &Sandbox, db: &str, sql: &str) -> Cmd {
-    Cmd::new("psql")
-        .user("barman")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-F",
-            "\u{1f}",
-        ])
-        .args(["-h", &sb.sock().to_string_lossy(), "-p", &PORT.to_string()])
-        .args(["-U", "postgres", "-d", db, "-f", "-"])
-        .stdin(sql)
+    pg::psql_args(Cmd::new("psql").user("barman").args([
+        "-h",
+        &sb.sock().to_string_lossy(),
+        "-p",
+        &PORT.to_string(),
+        "-U",
+        "postgres",
+        "-d",
+        db,
+    ]))
+    .stdin(sql)
 }
 
 /// Starts the server without waiting: replay can take long, [`wait_promoted`] waits.
