@@ -245,9 +245,9 @@ pub fn load_or_create(
     Ok((s, false))
 }
 
-/// Generates new TLS material (a new CA and every node's certificate) into the existing file:
-/// always when `force` (`pgnode secrets --rotate-tls`), else only when it does not cover
-/// `nodes`. Serialised by a lock beside the file, so that two nodes upgrading an old file at
+/// Generates new TLS material (a new CA and every node's certificate) into the existing file
+/// when `force` (`pgnode secrets --rotate-tls`) or when it has none; else, when it does not
+/// cover `nodes`, adds the missing nodes' certificates signed by the existing CA. Serialised by a lock beside the file, so that two nodes upgrading an old file at
 /// once do not make two CAs.
 ///
 /// Errors: as [`load_or_create`]; [`Error::Secrets`] when the file does not exist.
@@ -277,7 +277,12 @@ pub fn replace_tls(
     if !force && s.tls_for(nodes).is_ok() {
         return Ok((s, false));
     }
-    s.tls = Some(tls::generate(nodes)?);
+    // Only a rotation, or a file without TLS yet, makes a new CA; a node added to the config
+    // gets its certificate from the CA every node already trusts.
+    s.tls = Some(match (&s.tls, force) {
+        (Some(t), false) => tls::extend(t, nodes)?,
+        _ => tls::generate(nodes)?,
+    });
     let tmp = path.with_file_name(format!(
         ".secrets.json.{}.tmp",
         crate::files::unique_suffix()

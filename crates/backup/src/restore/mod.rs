@@ -111,7 +111,9 @@ fn recover_and_start(
     let t0 = Instant::now();
     let data = sb.data().to_string_lossy().into_owned();
     let server = ctx.cluster.barman.server.as_str();
-    let mut argv: Vec<String> = vec!["recover".into()];
+    // --get-wal: replay fetches WAL from the archive on demand (server::restore_command says
+    // why Barman's own copy does not do across a timeline switch).
+    let mut argv: Vec<String> = vec!["recover".into(), "--get-wal".into()];
     argv.extend(target_args(&req.target));
     argv.extend([server.to_string(), b.id.clone(), data.clone()]);
     barman(&argv.iter().map(String::as_str).collect::<Vec<_>>()).run()?;
@@ -135,14 +137,14 @@ fn recover_and_start(
             made.join(", ")
         ));
     }
-    for f in server::conf_files(sb) {
+    for f in server::conf_files(sb, server) {
         files::write(Path::new("/"), &f, true)?;
     }
     let auto = sb.data().join("postgresql.auto.conf");
     let text = std::fs::read_to_string(&auto).unwrap_or_default();
     let spec = FileSpec::new(
         &auto,
-        server::strip_auto_conf(&text, &sb.sock()),
+        server::strip_auto_conf(&text, &sb.sock(), server),
         "barman",
         0o600,
     );

@@ -74,6 +74,13 @@ fn a_file_without_tls_gets_it_once_and_rotation_replaces_it() {
     assert_eq!(up.passwords, before.passwords, "passwords must survive");
     let (again, changed) = load_or_create(&p, &users, &nodes()).unwrap();
     assert!(!changed && again == up);
+    let mut more = nodes();
+    more.push(("slave2".into(), Ipv4Addr::new(10, 0, 0, 4)));
+    let (grown, changed) = load_or_create(&p, &users, &more).unwrap();
+    let (t0, t1) = (up.tls.as_ref().unwrap(), grown.tls.as_ref().unwrap());
+    assert!(changed && t1.missing(&more).is_none());
+    assert!(t1.ca == t0.ca, "a node added to the config keeps the CA");
+    assert!(t1.nodes["master"] == t0.nodes["master"]);
     let (rotated, _) = replace_tls(&p, &users, &nodes(), true).unwrap();
     assert_ne!(rotated.tls, up.tls);
     assert_eq!(load(&p, &users).unwrap().unwrap(), rotated);
