@@ -235,9 +235,20 @@ pub fn report(o: &Outcome, root: &Path) -> String {
         .map(|(n, s)| format!("{n} {}", server::human(*s)))
         .collect::<Vec<_>>()
         .join(", ");
+    // pg_last_xact_replay_timestamp() is NULL when replay met no commit: the backup itself
+    // already held every transaction up to the target.
+    let ended = if o.found.end_time == "none" {
+        "no transaction to replay after the backup (the backup holds everything up to the target)"
+            .to_string()
+    } else {
+        format!(
+            "last replayed transaction committed at {}",
+            o.found.end_time
+        )
+    };
     let mut s = format!(
-        "restored:\n  backup           {} (ended {})\n  target           {}\n  recovery ended   last replayed transaction committed at {}\n  end LSN          {}\n  timeline         {}\n  server           PostgreSQL {}\n  databases        {dbs}\n  durations        recover {:.1}s, replay {:.1}s, total {:.1}s\n",
-        o.backup, o.backup_end, o.target, o.found.end_time, o.found.end_lsn, o.found.timeline,
+        "restored:\n  backup           {} (ended {})\n  target           {}\n  recovery ended   {ended}\n  end LSN          {}\n  timeline         {}\n  server           PostgreSQL {}\n  databases        {dbs}\n  durations        recover {:.1}s, replay {:.1}s, total {:.1}s\n",
+        o.backup, o.backup_end, o.target, o.found.end_lsn, o.found.timeline,
         o.found.server_version, o.recover_seconds, o.replay_seconds, o.total_seconds
     );
     let sock = root.join("sock");
