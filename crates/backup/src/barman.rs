@@ -276,17 +276,23 @@ pub fn wal_archived(ctx: &Ctx) -> Step<'_> {
         },
         move || {
             query_master(ctx, "SELECT pg_create_restore_point('pgnode bring-up');").run()?;
-            barman(&[
-                "switch-wal",
-                "--archive",
-                "--archive-timeout",
-                "120",
-                server,
-            ])
-            .run()?;
-            Ok(())
+            switch_wal_archived(server)
         },
     )
+}
+
+/// Closes the primary's current WAL segment and waits (bounded, 120 s) until Barman has archived
+/// it, so that everything written before this call is recoverable from Barman alone.
+pub fn switch_wal_archived(server: &str) -> Result<()> {
+    barman(&[
+        "switch-wal",
+        "--archive",
+        "--archive-timeout",
+        "120",
+        server,
+    ])
+    .run()?;
+    Ok(())
 }
 
 /// `barman check` passes: every line OK (`strict`), or every line that can pass before the

@@ -15,6 +15,20 @@ pub fn prepare(ctx: &Ctx, pkgs: Vec<String>) -> Vec<Step<'_>> {
     vec![packages(ctx, pkgs), secrets(ctx)]
 }
 
+/// What both PostgreSQL roles install (either may become the other on a switchover): the server,
+/// barman-cli for `barman-wal-archive` (so a promotion never waits for apt: every second is
+/// downtime), openssh-client and openssl to generate the cluster's secrets if it runs first.
+pub fn server_packages(ctx: &Ctx) -> Vec<String> {
+    let m = ctx.major;
+    vec![
+        format!("postgresql-{m}"),
+        format!("postgresql-client-{m}"),
+        "barman-cli".into(),
+        "openssh-client".into(),
+        "openssl".into(),
+    ]
+}
+
 /// Installs `packages` from the distribution's archive when any is missing.
 pub fn packages(ctx: &Ctx, packages: Vec<String>) -> Step<'_> {
     let _ = ctx;
@@ -159,6 +173,11 @@ fn newest_conf_mtime(ctx: &Ctx) -> Result<f64> {
         files.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
     }
     files.push(ctx.path(&ctx.data_dir()).join("postgresql.auto.conf"));
+    // A reload also rereads the server's certificate and key: new TLS material (a rotation, or
+    // a CA made anew for a node added to the config) is served only after one.
+    for f in [crate::tls::CERT_FILE, crate::tls::KEY_FILE] {
+        files.push(ctx.path(std::path::Path::new(f)));
+    }
     let mut newest = 0f64;
     for f in files {
         if let Ok(m) = std::fs::metadata(&f).and_then(|m| m.modified()) {
@@ -243,4 +262,33 @@ pub fn now_epoch() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+    use std::time::Duration;
+
+    #[test]
+    fn a_new_certificate_counts_as_a_changed_file_for_the_reload() {
+        let mut ctx = crate::golden::ctx(Role::Master, 15);
+        let root = std::env::temp_dir().join(format!("pgnode-reload-{}", std::process::id()));
+        ctx.root = root.clone();
+        let put = |p: PathBuf, secs: u64| {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let f = std::fs::File::create(&p).unwrap();
+            f.set_modified(UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap();
+        };
+        put(ctx.path(&ctx.conf_dir()).join("postgresql.conf"), 1_000);
+        put(
+            ctx.path(&ctx.data_dir()).join("postgresql.auto.conf"),
+            2_000,
+        );
+        assert_eq!(newest_conf_mtime(&ctx).unwrap(), 2_000.0);
+        put(ctx.path(std::path::Path::new(crate::tls::CERT_FILE)), 3_000);
+        assert_eq!(newest_conf_mtime(&ctx).unwrap(), 3_000.0);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

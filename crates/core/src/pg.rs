@@ -10,9 +10,11 @@ use crate::exec::Cmd;
 use crate::Ctx;
 
 /// Field separator for psql's unaligned output (a control character no value contains).
-const SEP: &str = "\u{1f}";
+pub const SEP: &str = "\u{1f}";
 
-fn psql_args(cmd: Cmd) -> Cmd {
+/// psql's flags for scripts: no psqlrc, quiet, unaligned, tuples only, stop on the first error,
+/// [`SEP`]-separated fields, SQL from stdin.
+pub fn psql_args(cmd: Cmd) -> Cmd {
     cmd.args([
         "-X",
         "-q",

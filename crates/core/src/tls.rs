@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,42 @@ pub fn generate(nodes: &[(String, Ipv4Addr)]) -> Result<Tls> {
             certs.insert(name.clone(), make_node(&dir, name, *addr)?);
         }
         Ok(Tls { ca, nodes: certs })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// `tls` with a certificate for each `(name, address)` it lacks (or holds for another address),
+/// signed by its own CA: adding a node to the config must not replace the CA every running
+/// node trusts (that would break verify-full connections until every node reran its role).
+///
+/// Errors: as [`generate`].
+pub fn extend(tls: &Tls, nodes: &[(String, Ipv4Addr)]) -> Result<Tls> {
+    let dir = std::env::temp_dir().join(format!("pgnode-tls-{}", crate::files::unique_suffix()));
+    let result = (|| {
+        let werr = |path: PathBuf| move |source| Error::Write { path, source };
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(werr(dir.clone()))?;
+        for (file, text) in [("ca.crt", &tls.ca.cert), ("ca.key", &tls.ca.key)] {
+            let p = dir.join(file);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&p)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+                .map_err(werr(p.clone()))?;
+        }
+        let mut out = tls.clone();
+        for (name, addr) in nodes {
+            if !matches!(out.nodes.get(name), Some(c) if c.address == *addr) {
+                out.nodes
+                    .insert(name.clone(), make_node(&dir, name, *addr)?);
+            }
+        }
+        Ok(out)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -232,6 +232,10 @@ impl Target for Lab {
             .filter(|c| !c.is_empty())
         {
             l.config = format!("/vagrant/{c}");
+            // As provision/lab runs the roles: guest.sh reads PGNODE_CONFIG, else cluster.json.
+            let mut argv = vec!["env".to_string(), format!("PGNODE_CONFIG={}", l.config)];
+            argv.append(&mut l.provision);
+            l.provision = argv;
         }
         l
     }

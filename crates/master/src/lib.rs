@@ -14,18 +14,11 @@ pub mod promote;
 mod sql;
 pub mod status;
 
-/// Packages the primary needs: the server, and barman-cli for `barman-wal-archive`.
+/// Packages the primary needs: a PostgreSQL node's, and cron for the heartbeat's schedule.
 pub fn packages(ctx: &Ctx) -> Vec<String> {
-    let m = ctx.major;
-    vec![
-        format!("postgresql-{m}"),
-        format!("postgresql-client-{m}"),
-        "barman-cli".into(),
-        "openssh-client".into(),
-        "openssl".into(),
-        // The heartbeat's schedule.
-        "cron".into(),
-    ]
+    let mut pkgs = common::server_packages(ctx);
+    pkgs.push("cron".into());
+    pkgs
 }
 
 /// Steps that must run before files can be rendered: packages and secrets.

@@ -17,18 +17,9 @@ pub mod rejoin;
 pub mod repair;
 pub mod status;
 
-/// Packages the standby needs: openssh-client and openssl so that it can generate the cluster's
-/// secrets if it happens to run first, and barman-cli so that on a switchover the master role
-/// finds it installed and promotes without waiting for apt (every second counts as downtime).
+/// Packages the standby needs: a PostgreSQL node's (see [`common::server_packages`]).
 pub fn packages(ctx: &Ctx) -> Vec<String> {
-    let m = ctx.major;
-    vec![
-        format!("postgresql-{m}"),
-        format!("postgresql-client-{m}"),
-        "barman-cli".into(),
-        "openssh-client".into(),
-        "openssl".into(),
-    ]
+    common::server_packages(ctx)
 }
 
 /// Steps that must run before files can be rendered: packages and secrets.

@@ -14,7 +14,7 @@ use pgnode_core::{pg, Ctx, Result};
 
 use super::state::{self, DrillCheck, DrillState};
 use super::{run_then, server, Outcome, Request, Sandbox, Target};
-use crate::barman::{barman, query_master};
+use crate::barman::{barman, query_master, switch_wal_archived};
 
 /// The heartbeat's period on the master (its cron line runs every minute).
 const HEARTBEAT_PERIOD: i64 = 60;
@@ -40,14 +40,7 @@ fn restore_point(ctx: &Ctx, started: u64) -> Result<(String, String)> {
         &format!("SELECT clock_timestamp()::text FROM pg_create_restore_point('{name}');"),
     ))?;
     let server = ctx.cluster.barman.server.as_str();
-    barman(&[
-        "switch-wal",
-        "--archive",
-        "--archive-timeout",
-        "120",
-        server,
-    ])
-    .run()?;
+    switch_wal_archived(server)?;
     Ok((name, at))
 }
 

@@ -111,7 +111,9 @@ fn recover_and_start(
     let t0 = Instant::now();
     let data = sb.data().to_string_lossy().into_owned();
     let server = ctx.cluster.barman.server.as_str();
-    let mut argv: Vec<String> = vec!["recover".into()];
+    // --get-wal: replay fetches WAL from the archive on demand (server::restore_command says
+    // why Barman's own copy does not do across a timeline switch).
+    let mut argv: Vec<String> = vec!["recover".into(), "--get-wal".into()];
     argv.extend(target_args(&req.target));
     argv.extend([server.to_string(), b.id.clone(), data.clone()]);
     barman(&argv.iter().map(String::as_str).collect::<Vec<_>>()).run()?;
@@ -135,14 +137,14 @@ fn recover_and_start(
             made.join(", ")
         ));
     }
-    for f in server::conf_files(sb) {
+    for f in server::conf_files(sb, server) {
         files::write(Path::new("/"), &f, true)?;
     }
     let auto = sb.data().join("postgresql.auto.conf");
     let text = std::fs::read_to_string(&auto).unwrap_or_default();
     let spec = FileSpec::new(
         &auto,
-        server::strip_auto_conf(&text, &sb.sock()),
+        server::strip_auto_conf(&text, &sb.sock(), server),
         "barman",
         0o600,
     );
@@ -233,9 +235,20 @@ pub fn report(o: &Outcome, root: &Path) -> String {
         .map(|(n, s)| format!("{n} {}", server::human(*s)))
         .collect::<Vec<_>>()
         .join(", ");
+    // pg_last_xact_replay_timestamp() is NULL when replay met no commit: the backup itself
+    // already held every transaction up to the target.
+    let ended = if o.found.end_time == "none" {
+        "no transaction to replay after the backup (the backup holds everything up to the target)"
+            .to_string()
+    } else {
+        format!(
+            "last replayed transaction committed at {}",
+            o.found.end_time
+        )
+    };
     let mut s = format!(
-        "restored:\n  backup           {} (ended {})\n  target           {}\n  recovery ended   last replayed transaction committed at {}\n  end LSN          {}\n  timeline         {}\n  server           PostgreSQL {}\n  databases        {dbs}\n  durations        recover {:.1}s, replay {:.1}s, total {:.1}s\n",
-        o.backup, o.backup_end, o.target, o.found.end_time, o.found.end_lsn, o.found.timeline,
+        "restored:\n  backup           {} (ended {})\n  target           {}\n  recovery ended   {ended}\n  end LSN          {}\n  timeline         {}\n  server           PostgreSQL {}\n  databases        {dbs}\n  durations        recover {:.1}s, replay {:.1}s, total {:.1}s\n",
+        o.backup, o.backup_end, o.target, o.found.end_lsn, o.found.timeline,
         o.found.server_version, o.recover_seconds, o.replay_seconds, o.total_seconds
     );
     let sock = root.join("sock");

@@ -1,3 +1,4 @@
+use super::values::is_retention_policy;
 use super::*;
 
 const SHIPPED: &str = include_str!("../../../../config/cluster.json");

@@ -27,6 +27,7 @@ mod forced_command;
 mod idempotence;
 mod incremental;
 mod network;
+mod pitr_timeline;
 mod replication;
 mod restore;
 mod secrets_hidden;
@@ -69,6 +70,7 @@ pub const ALL: &[Check] = &[
     // Day-2 (issue 10): each switches roles through a config written beside the cluster's and
     // restores the original topology, passed or not.
     check!("switchover", switchover::run),
+    check!("pitr-timeline", pitr_timeline::run),
     check!("failover", failover::run),
     check!("zero-loss", zero_loss::run),
     // Last of the three-node suite: it rebuilds the primary from Barman alone.

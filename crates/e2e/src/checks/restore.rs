@@ -12,7 +12,7 @@ pub const DATA: &str = "/var/lib/barman/pgnode-restore/data";
 pub const PORT: &str = "5499";
 
 /// Removes a kept copy when the check ends, passed or not.
-struct Discard<'a>(&'a Node);
+pub struct Discard<'a>(pub &'a Node);
 
 impl Drop for Discard<'_> {
     fn drop(&mut self) {
@@ -113,7 +113,9 @@ pub fn copy_sql(backup: &Node, query: &str) -> Result<Output> {
     )
 }
 
-fn wait_archived(backup: &Node, server: &str, seg: &str) -> Result<()> {
+/// Waits (bounded) until Barman has archived WAL segment `seg` itself (a `.partial` of the
+/// same segment, from receive-wal or an old timeline, is not that segment).
+pub fn wait_archived(backup: &Node, server: &str, seg: &str) -> Result<()> {
     let dir = format!(
         "/var/lib/barman/{server}/wals/{}/",
         seg.get(..16).unwrap_or(seg)
@@ -123,7 +125,7 @@ fn wait_archived(backup: &Node, server: &str, seg: &str) -> Result<()> {
         Duration::from_secs(150),
         || {
             let out = backup.run(&["ls", &dir])?;
-            if out.stdout.lines().any(|l| l.starts_with(seg)) {
+            if out.stdout.lines().any(|l| l.trim() == seg) {
                 return Ok(Some(()));
             }
             pending(out.combined())

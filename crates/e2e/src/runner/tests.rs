@@ -161,6 +161,7 @@ fn the_registry_lists_the_checks_in_order() {
             "fault-interrupted",
             "fault-concurrent",
             "switchover",
+            "pitr-timeline",
             "failover",
             "zero-loss",
             "disaster",
