@@ -126,10 +126,23 @@ pub fn psql_db(sb: &Sandbox, db: &str, sql: &str) -> Cmd {
     .stdin(sql)
 }
 
+/// How long the restored server may take to write its pid file after `pg_ctl -W start`.
+const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
 /// Starts the server without waiting: replay can take long, [`wait_promoted`] waits.
 ///
 /// Errors: pg_ctl's failure.
 pub fn start(sb: &Sandbox, major: &str) -> Result<()> {
+    // This run's log only: a failure quotes its tail, which must not be an earlier run's.
+    match std::fs::remove_file(sb.log()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::Refused(format!(
+                "cannot remove {}: {e}",
+                sb.log().display()
+            )))
+        }
+        _ => {}
+    }
     pg_ctl(sb, major)
         .args(["-l", &sb.log().to_string_lossy(), "-W", "start"])
         .run()?;
@@ -148,6 +161,10 @@ pub fn log_tail(sb: &Sandbox, n: usize) -> String {
 /// Errors: [`Error::Refused`] with the log tail when the server died (e.g. the target lies
 /// beyond the archived WAL), [`Error::Timeout`] with the last log line.
 pub fn wait_promoted(sb: &Sandbox, timeout: Duration) -> Result<()> {
+    // `pg_ctl -W start` returns before the postmaster has written its pid file: a missing pid
+    // means "stopped" only once the server was seen running (or failed to appear in time).
+    let started = std::time::Instant::now();
+    let mut seen = false;
     wait::until(
         "the restored server to finish recovery and promote",
         timeout,
@@ -157,7 +174,9 @@ pub fn wait_promoted(sb: &Sandbox, timeout: Duration) -> Result<()> {
             if out.success() && out.stdout.trim() == "f" {
                 return Ok(Ok(()));
             }
-            if sb.running_pid().is_none() {
+            if sb.running_pid().is_some() {
+                seen = true;
+            } else if seen || started.elapsed() > STARTUP_GRACE {
                 return Err(Error::Refused(format!(
                     "the restored server stopped before recovery ended; {} ends with:\n{}",
                     sb.log().display(),
