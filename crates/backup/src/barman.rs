@@ -223,9 +223,11 @@ pub fn receive_wal(ctx: &Ctx) -> Step<'_> {
             let server = ctx.cluster.barman.server.as_str();
             let start = || -> Result<()> {
                 barman(&["-q", "cron"]).discard_output().run()?;
+                // Bounded, and generous: receive-wal first catches up from the slot's position,
+                // which under software emulation took longer than 90 s.
                 wait::until(
                     "receive-wal to stream through Barman's slot",
-                    Duration::from_secs(90),
+                    Duration::from_secs(300),
                     Duration::from_secs(1),
                     || receive_wal_streaming(ctx),
                 )
