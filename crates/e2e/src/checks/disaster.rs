@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use super::restore::wait_archived;
 use crate::text::flat;
 use crate::{ensure, pending, token, wait_for, Ctx, Node, Result};
 
@@ -157,24 +158,6 @@ fn ensure_backup(backup: &Node, server: &str) -> Result<()> {
         ensure(out.success(), "barman backup failed", out.combined())?;
     }
     Ok(())
-}
-
-fn wait_archived(backup: &Node, server: &str, seg: &str) -> Result<()> {
-    let dir = format!(
-        "/var/lib/barman/{server}/wals/{}/",
-        seg.get(..16).unwrap_or(seg)
-    );
-    wait_for(
-        &format!("Barman to archive WAL {seg}"),
-        Duration::from_secs(150),
-        || {
-            let out = backup.run(&["ls", &dir])?;
-            if out.stdout.lines().any(|l| l.starts_with(seg)) {
-                return Ok(Some(()));
-            }
-            pending(out.combined())
-        },
-    )
 }
 
 fn barman_check_ok(backup: &Node, server: &str) -> Result<()> {
