@@ -13,6 +13,7 @@ use pgnode_core::{Ctx, Result, Step};
 mod barman;
 mod follow;
 mod lost_tail;
+mod receive;
 pub mod restore;
 pub mod status;
 
@@ -138,7 +139,7 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(barman::sshd_serves_pinned_key(ctx));
     steps.push(barman::master_login(ctx));
     steps.push(lost_tail::lost_partial_set_aside(ctx));
-    steps.push(barman::receive_wal(ctx));
+    steps.push(receive::receive_wal(ctx));
     steps.push(barman::wal_archived(ctx));
     // A change of primary can leave duplicates as the archiver catches up: before each check.
     steps.push(follow::partial_duplicates_set_aside(ctx));

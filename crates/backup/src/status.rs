@@ -36,6 +36,16 @@ pub fn status(ctx: &Ctx) -> NodeStatus {
         }
         Err(e) => s.add("barman check", e.to_string(), false),
     }
+    if let Some(why) = crate::receive::receive_wal_stuck(server) {
+        s.add(
+            "receive-wal",
+            format!(
+                "CANNOT STREAM: {why} on the master; rerun `pgnode --role backup` \
+                 (resets receive-wal; archive_command fills the gap)"
+            ),
+            false,
+        );
+    }
     s.add_result("last backup", last_backup(ctx));
     s.add_result("wal", wal(ctx));
     let drill = crate::restore::state::load(std::path::Path::new(crate::restore::state::STATE));

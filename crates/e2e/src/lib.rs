@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+pub mod archive;
 pub mod checks;
 pub mod cluster;
 pub mod faults;

@@ -111,6 +111,19 @@ fn client(ctx: &Ctx, user: &str, slot: &str) -> Result<(String, bool, serde_json
     ))
 }
 
+/// What repairs the consumer of a lost slot.
+fn lost_repair(ctx: &Ctx, slot: &str) -> String {
+    if slot == ctx.cluster.barman.slot.as_str() {
+        "rerun `pgnode --role backup` on the backup node (re-creates the slot, resets \
+         receive-wal; archive_command fills the gap)"
+            .to_string()
+    } else {
+        "rerun `pgnode --role slave` on its standby (re-clones it, keeping the old data \
+         directory aside)"
+            .to_string()
+    }
+}
+
 fn slot_state(ctx: &Ctx, slot: &str) -> Result<(String, bool, serde_json::Value)> {
     let q = format!(
         "SELECT active, coalesce(wal_status, 'unreserved?'), \
@@ -123,9 +136,9 @@ fn slot_state(ctx: &Ctx, slot: &str) -> Result<(String, bool, serde_json::Value)
         // An invalidated slot never serves its consumer again: say so, and what repairs it.
         Some(r) if r[1] == "lost" => (
             format!(
-                "LOST: invalidated, its consumer fell behind max_slot_wal_keep_size (active={}); \
-                 the slave role re-clones its standby, `barman receive-wal --reset` resets Barman",
-                r[0]
+                "LOST: invalidated, its consumer fell behind max_slot_wal_keep_size (active={}); {}",
+                r[0],
+                lost_repair(ctx, slot)
             ),
             false,
             serde_json::json!({"wal_status": "lost"}),

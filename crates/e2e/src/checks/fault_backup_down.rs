@@ -7,10 +7,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::archive;
 use crate::checks::restore;
 use crate::faults::{self, Clock};
 use crate::text::flat;
-use crate::{ensure, fail, pending, wait_for, Ctx, LedgerReport, Node, Result};
+use crate::{ensure, pending, wait_for, Ctx, LedgerReport, Node, Result};
 
 /// The ledger's table in this drill.
 const TABLE: &str = "e2e_fault_backup_down";
@@ -50,10 +51,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     undo.done();
     let report = load.finish(cx, false)?;
     // The WAL holding the last acknowledged commit is closed, so both paths must deliver it.
-    let last = primary.sql("postgres", "select pg_walfile_name(pg_current_wal_lsn())")?;
-    primary.sql("postgres", "select pg_switch_wal()")?;
-    let q = format!("select last_archived_wal >= '{last}' from pg_stat_archiver");
-    primary.poll_until("postgres", &q, "t", faults::HEAL)?;
+    let (last, n) = archive::settled_gapless(primary, backup, &server, faults::HEAL)?;
     wait_for("barman check to be OK again", faults::HEAL, || {
         let out = backup.barman(&["check", &server])?;
         if out.success() {
@@ -66,15 +64,6 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     cx.note(format!(
         "archiver caught up past {last}, barman check OK {secs:.1}s after boot"
     ));
-    // Barman's cron moves what archive_command delivered into the archive once a minute.
-    let n = wait_for(
-        "Barman's WAL archive to be gapless up to the last acknowledged commit",
-        faults::HEAL,
-        || match gapless(backup, &server, &last) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) => pending(e.to_string()),
-        },
-    )?;
     cx.note(format!(
         "Barman's archive: {n} consecutive WAL files from the first backup's to {last}, no gap"
     ));
@@ -161,62 +150,4 @@ fn failed_count(primary: &Node) -> Result<u64> {
         .sql("postgres", "select failed_count from pg_stat_archiver")?
         .parse()
         .unwrap_or(0))
-}
-
-/// Every WAL file from the oldest backup's begin_wal up to `last` (same timeline) is in Barman's
-/// archive. Returns how many.
-fn gapless(backup: &Node, server: &str, last: &str) -> Result<usize> {
-    let list = backup.barman(&["list-backups", "--minimal", server])?;
-    let Some(oldest) = list
-        .stdout
-        .lines()
-        .rfind(|l| !l.trim().is_empty())
-        .map(str::trim)
-    else {
-        return fail("Barman lists no backup", list.combined());
-    };
-    let show = backup.barman(&["show-backup", server, oldest])?;
-    let Some(begin) = show.stdout.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("Begin WAL")
-            .map(|r| r.trim_start_matches([' ', ':']).trim().to_string())
-    }) else {
-        return fail(
-            format!("no Begin WAL in barman show-backup {oldest}"),
-            show.combined(),
-        );
-    };
-    let out = backup.ok(&["sh", "-c", &format!("ls /var/lib/barman/{server}/wals/*/ | grep -E '^[0-9A-F]{{24}}(\\.(gz|bz2|xz|zst|lz4|snappy))?$' | cut -c1-24 | sort -u")])?;
-    let have: std::collections::BTreeSet<&str> = out.lines().collect();
-    let (tli, mut seg) = (&begin[..8], segno(&begin));
-    let end = segno(last);
-    ensure(
-        &last[..8] == tli,
-        "the timeline changed since the first backup: this check compares one timeline",
-        format!("{begin} .. {last}"),
-    )?;
-    let mut missing = Vec::new();
-    let mut n = 0;
-    while seg <= end {
-        let name = format!("{tli}{:08X}{:08X}", seg >> 8, seg & 0xff);
-        if have.contains(name.as_str()) {
-            n += 1;
-        } else {
-            missing.push(name);
-        }
-        seg += 1;
-    }
-    ensure(
-        missing.is_empty(),
-        format!("{} WAL files missing from Barman's archive", missing.len()),
-        missing.join("\n"),
-    )?;
-    Ok(n)
-}
-
-/// Segment number of a WAL file name (16 MB segments: 256 per "log" id).
-fn segno(name: &str) -> u64 {
-    let log = u64::from_str_radix(&name[8..16], 16).unwrap_or(0);
-    let seg = u64::from_str_radix(&name[16..24], 16).unwrap_or(0);
-    log * 256 + seg
 }
