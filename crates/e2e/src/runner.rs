@@ -136,11 +136,39 @@ pub fn print_summary(
 /// Runs `checks` in order and prints the whole report. Returns true when every check passed.
 pub fn run(cluster: &Cluster, checks: &[Check], out: &mut dyn Write) -> io::Result<bool> {
     let mut outcomes = Vec::new();
-    for c in checks {
-        outcomes.push(run_one(cluster, c, out)?);
+    for (i, c) in checks.iter().enumerate() {
+        let o = run_one(cluster, c, out)?;
+        let heal = !o.ok && i + 1 < checks.len();
+        outcomes.push(o);
+        if heal {
+            heal_after_failure(cluster, out)?;
+        }
     }
     print_summary(out, &outcomes, cluster.target().timings())?;
     Ok(outcomes.iter().all(|o| o.ok))
+}
+
+/// After a failed check, reruns every role (primary, standbys, backup: the provisioning order)
+/// so that the next check starts from a converged cluster instead of failing on what this one
+/// left broken. The failure stays reported; the heal only stops it from cascading.
+fn heal_after_failure(cluster: &Cluster, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "== heal: rerunning every role before the next check")?;
+    let mut nodes = vec![cluster.primary()];
+    nodes.extend(cluster.standbys());
+    nodes.push(cluster.backup());
+    for n in nodes {
+        let line = match crate::faults::rerun_ok(n) {
+            Ok(said) => said
+                .lines()
+                .find(|l| l.contains("recap:"))
+                .unwrap_or("converged")
+                .trim()
+                .to_string(),
+            Err(f) => format!("still failing: {}", f.message),
+        };
+        writeln!(out, "    {n}: {line}")?;
+    }
+    out.flush()
 }
 
 /// The checks named in `names` (all when empty), in the order given. Err: the unknown names.
