@@ -70,10 +70,9 @@ fn report_format() {
         masked,
         "== passes\n    master: echo 'a b'\nok   passes (Ns)\n\
 == fails\n    before\n    FAIL: the thing is broken\n    | line 1\n    | line 2\nFAIL fails (Ns)\n\
-== heal: rerunning every role before the next check\n\
-    master: still failing: rerunning the master role on master did not converge\n\
-    slave: still failing: rerunning the slave role on slave did not converge\n\
-    backup: still failing: rerunning the backup role on backup did not converge\n\
+== heal: rerunning every role before the next check\n    master: still failing: rerunning the master role on master did not converge\n\
+\x20   slave: still failing: rerunning the slave role on slave did not converge\n\
+\x20   backup: still failing: rerunning the backup role on backup did not converge\n\
 == panics\n    FAIL: the check panicked\n    | boom\nFAIL panics (Ns)\n\
 \n== check timings\npasses       ok      Ns\nfails        FAIL    Ns\npanics       FAIL    Ns\n\n1 passed, 2 failed\n"
     );
