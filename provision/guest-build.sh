@@ -46,7 +46,9 @@ build() {
   (cd "$src" && CARGO_HOME=$work/cargo-home CARGO_TARGET_DIR=$work/target \
     RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build "${cargo_args[@]}" --locked --profile guest --target "$triple" -p pgnode)
-  install -m 0755 "$work/target/$triple/guest/pgnode" "$bin"
+  # Owned by the SSH user, as Vagrant's own upload of it would be: `vagrant provision` uploads
+  # the binary to the same path later, and a root-owned file in /tmp (sticky) refuses that.
+  install -m 0755 -o "$(stat -c %U "$src")" "$work/target/$triple/guest/pgnode" "$bin"
   say "built pgnode for $triple in $((SECONDS - t0)) s ($(stat -c %s "$bin") bytes)"
 }
 
