@@ -376,7 +376,7 @@ pub fn test_config(cx: &Ctx, name: &str, overrides: &[(&str, u64)]) -> Result<St
         .rsplit_once('/')
         .map_or(".", |(d, _)| d)
         .to_string();
-    let path = format!("{dir}/{name}");
+    let path = format!("{dir}/{}", crate::per_run(name));
     let body = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
     let out = primary.run_stdin(&["tee", &path], body.as_bytes())?;
     if !out.success() {

@@ -31,6 +31,16 @@ pub use runner::{Check, Ctx};
 pub use target::{Command, Output, Target};
 pub use wait::{pending, wait_for};
 
+/// `name` made unique to this run of the suite (`switched.e2e.json` ->
+/// `switched-PID.e2e.json`): the configs checks write land in the checkout every guest mounts at
+/// /vagrant, and CI runs several labs side by side from one checkout, so a fixed name let one
+/// lab's switchover config overwrite (or remove) another's.
+pub fn per_run(name: &str) -> String {
+    let (stem, rest) = name.split_once('.').unwrap_or((name, ""));
+    let dot = if rest.is_empty() { "" } else { "." };
+    format!("{stem}-{}{dot}{rest}", std::process::id())
+}
+
 /// What a check returns: `Err` ends the check with a message and its evidence.
 pub type Result<T> = std::result::Result<T, Failure>;
 
@@ -99,4 +109,20 @@ pub fn token() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{:012x}", nanos & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod per_run_tests {
+    #[test]
+    fn the_pid_goes_before_the_extensions_so_gitignore_patterns_still_match() {
+        let pid = std::process::id();
+        assert_eq!(
+            super::per_run("switched.e2e.json"),
+            format!("switched-{pid}.e2e.json")
+        );
+        assert_eq!(
+            super::per_run("e2e-fault-slot-lost.json"),
+            format!("e2e-fault-slot-lost-{pid}.json")
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! What the Day-2 checks (switchover, failover, zero-loss, standbys, pitr-timeline) share: a
-//! topology is a config file written beside the cluster's (`switched.e2e.json`, git-ignored,
+//! topology is a config file written beside the cluster's (`switched-PID.e2e.json`, git-ignored,
 //! the same secrets beside it), roles run against it in the documented order, a first-write
 //! probe that timestamps the new primary's first commit, and the way back to the original
 //! topology, run whether the check passed or not.
@@ -22,6 +22,7 @@ pub fn config_path(cx: &Ctx) -> String {
 }
 
 fn sibling(cx: &Ctx, name: &str) -> String {
+    let name = crate::per_run(name);
     let p = config_path(cx);
     match p.rsplit_once('/') {
         Some((dir, _)) => format!("{dir}/{name}"),
