@@ -5,28 +5,32 @@
 use crate::{ensure, fail, pending, wait_for, Node, Result};
 
 /// Closes the primary's current WAL file (the one holding everything written so far) and waits,
-/// bounded by `timeout`, until Barman's archive holds every WAL file from its oldest backup's
-/// begin WAL up to it. Returns that file and how many files the archive holds in that range.
-pub fn settled_gapless(
-    primary: &Node,
-    backup: &Node,
-    server: &str,
-    timeout: std::time::Duration,
-) -> Result<(String, usize)> {
+/// bounded by `timeout`, until the primary's archiver has delivered it. Returns its name.
+pub fn close_and_archive(primary: &Node, timeout: std::time::Duration) -> Result<String> {
     let last = primary.sql("postgres", "select pg_walfile_name(pg_current_wal_lsn())")?;
     primary.sql("postgres", "select pg_switch_wal()")?;
     let q = format!("select last_archived_wal >= '{last}' from pg_stat_archiver");
     primary.poll_until("postgres", &q, "t", timeout)?;
-    // Barman's cron moves what archive_command delivered into the archive once a minute.
-    let n = wait_for(
+    Ok(last)
+}
+
+/// Waits, bounded by `timeout`, until Barman's archive holds every WAL file from its oldest
+/// backup's begin WAL up to `last` (Barman's cron moves what archive_command delivered into the
+/// archive once a minute). Returns how many files that range holds.
+pub fn wait_gapless(
+    backup: &Node,
+    server: &str,
+    last: &str,
+    timeout: std::time::Duration,
+) -> Result<usize> {
+    wait_for(
         &format!("Barman's WAL archive to be gapless up to {last}"),
         timeout,
-        || match gapless(backup, server, &last) {
+        || match gapless(backup, server, last) {
             Ok(n) => Ok(Some(n)),
             Err(e) => pending(e.to_string()),
         },
-    )?;
-    Ok((last, n))
+    )
 }
 
 /// Every WAL file from the oldest backup's begin_wal up to `last` (same timeline) is in Barman's

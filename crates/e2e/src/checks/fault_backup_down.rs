@@ -51,7 +51,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     undo.done();
     let report = load.finish(cx, false)?;
     // The WAL holding the last acknowledged commit is closed, so both paths must deliver it.
-    let (last, n) = archive::settled_gapless(primary, backup, &server, faults::HEAL)?;
+    let last = archive::close_and_archive(primary, faults::HEAL)?;
     wait_for("barman check to be OK again", faults::HEAL, || {
         let out = backup.barman(&["check", &server])?;
         if out.success() {
@@ -64,6 +64,7 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
     cx.note(format!(
         "archiver caught up past {last}, barman check OK {secs:.1}s after boot"
     ));
+    let n = archive::wait_gapless(backup, &server, &last, faults::HEAL)?;
     cx.note(format!(
         "Barman's archive: {n} consecutive WAL files from the first backup's to {last}, no gap"
     ));

@@ -76,7 +76,8 @@ fn drill(cx: &Ctx, hooks: &dyn faults::Faults, primary: &Node, standby: &Node) -
         slots[1]
     ));
     load.finish(cx, false)?;
-    let (last, n) = archive::settled_gapless(primary, backup, &server, faults::HEAL)?;
+    let last = archive::close_and_archive(primary, faults::HEAL)?;
+    let n = archive::wait_gapless(backup, &server, &last, faults::HEAL)?;
     cx.note(format!(
         "Barman's archive: {n} consecutive WAL files from the oldest backup's to {last}, no gap (archive_command filled what streaming missed)"
     ));
