@@ -6,14 +6,20 @@
 #
 #   guest-build.sh build OUT     install the toolchain, build, install as /tmp/pgnode, secrets
 #   guest-build.sh secrets OUT   only `pgnode secrets` with the uploaded /tmp/pgnode
+#   guest-build.sh warm          the toolchain and the cargo build only (no binary, no secrets):
+#                                provision/vagrant-test runs it natively in a chroot of the test
+#                                box's root, so that the first guest's `cargo build` (the same
+#                                function below: same paths, profile, flags) finds its target
+#                                directory fresh and compiles only what changed since
 #
 # Crates come from /vagrant/vendor when it exists (`cargo vendor vendor` on some machine: an
 # offline build), else from crates.io. Secrets are created by `pgnode secrets` only, beside the
 # config (/vagrant/config/secrets.json, kept if the host already had one), and are never printed.
 set -euo pipefail
 
-mode=${1:?usage: guest-build.sh build|secrets OUT}
-out=${2:?usage: guest-build.sh build|secrets OUT}
+mode=${1:?usage: guest-build.sh build|secrets OUT, or guest-build.sh warm}
+out=${2:-}
+[ -n "$out" ] || [ "$mode" = warm ] || { echo "guest-build: usage: guest-build.sh build|secrets OUT" >&2; exit 2; }
 src=/vagrant
 config=${PGNODE_CONFIG:-$src/config/cluster.json}
 work=/var/tmp/pgnode-build # the guest's own: /vagrant is an rsync copy
@@ -28,12 +34,15 @@ apt_install() { # as pgnode does: install, and refresh the lists once when that 
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null
 }
 
-build() {
-  local t0=$SECONDS triple cargo_args=()
+toolchain() {
+  local t0=$SECONDS
   # Debian 12 and 13 ship Rust 1.96 as rustc-web/cargo-web (Debian 12's plain rustc is too old).
   apt_install rustc-web cargo-web gcc libc6-dev
   say "toolchain: $(cargo --version) ($((SECONDS - t0)) s)"
-  t0=$SECONDS
+}
+
+compile() { # sets triple
+  local cargo_args=()
   triple=$(rustc -vV | sed -n 's/^host: //p')
   if [ -d "$src/vendor" ]; then
     cargo_args=(--offline --config 'source.crates-io.replace-with="vendored"'
@@ -46,6 +55,13 @@ build() {
   (cd "$src" && CARGO_HOME=$work/cargo-home CARGO_TARGET_DIR=$work/target \
     RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build "${cargo_args[@]}" --locked --profile guest --target "$triple" -p pgnode)
+}
+
+build() {
+  local t0 triple
+  toolchain
+  t0=$SECONDS
+  compile
   # Owned by the SSH user, as Vagrant's own upload of it would be: `vagrant provision` uploads
   # the binary to the same path later, and a root-owned file in /tmp (sticky) refuses that.
   install -m 0755 -o "$(stat -c %U "$src")" "$work/target/$triple/guest/pgnode" "$bin"
@@ -55,7 +71,14 @@ build() {
 case $mode in
   build) build ;;
   secrets) [ -x "$bin" ] || { echo "guest-build: $bin is missing" >&2; exit 2; } ;;
-  *) echo "guest-build: unknown mode $mode (build|secrets)" >&2; exit 2 ;;
+  warm)
+    toolchain
+    t0=$SECONDS
+    compile
+    say "warmed $work/target for $triple in $((SECONDS - t0)) s"
+    exit 0
+    ;;
+  *) echo "guest-build: unknown mode $mode (build|secrets|warm)" >&2; exit 2 ;;
 esac
 "$bin" secrets --config "$config"
 # For the download by the SSH user (the owner of the synced folder), readable by nobody else.

@@ -72,7 +72,9 @@ up_phases() {
 guest_build_phases() { # guest_build_phases LOG
   sed 's/^[^ ]* //' "$1" | awk '
     /guest-build: toolchain: / { n = $0; sub(/.*\(/, "", n); sub(/ s\).*/, "", n); printf "%-30s %7.1fs\n", "  (in guest) toolchain install", n }
-    /guest-build: built pgnode / { n = $0; sub(/.* in /, "", n); sub(/ s .*/, "", n); printf "%-30s %7.1fs\n", "  (in guest) cargo build", n }'
+    /guest-build: built pgnode / { n = $0; sub(/.* in /, "", n); sub(/ s .*/, "", n); printf "%-30s %7.1fs\n", "  (in guest) cargo build", n }
+    /^ *[^ ]+: +Compiling [^ ]+ v/ { c = c " " $3 }
+    END { if (c != "") printf "  (in guest) compiled:%s\n", c }'
 }
 
 # The run as a Markdown file, from its own logs and outputs (README's transcript). Written at the
@@ -130,4 +132,53 @@ write_transcript() { # write_transcript FILE RESULT
       echo '```'
     fi
   } >"$1"
+}
+
+# The first guest's cargo target directory, built natively before `vagrant up` (issue 16): under
+# QEMU emulation the guest's own build of every crate took 650-1580 s. The same
+# provision/guest-build.sh (mode `warm`: its toolchain and compile functions, not a second build
+# recipe) runs in a chroot of the box's own root (same Debian release, rustc-web from the same flat
+# repository, the copy at /vagrant, the same CARGO_HOME, target directory, profile and flags), in a
+# network namespace with nothing in it. Its /var/tmp/pgnode-build becomes a layer of the box image
+# (provision/vagrant-box --layer), so the guest's `cargo build` finds every dependency fresh; the
+# leaf crate is touched in the copy afterwards, so the guest still compiles and links pgnode itself
+# with its own toolchain. Nothing else of the chroot (the toolchain it installed) reaches the box.
+warm_guest_target() { # warm_guest_target LAYER_DIR
+  local layer=$1 w=$work/warm rc=0
+  warm_cleanup
+  mkdir -p "$w/upper" "$w/work" "$w/root"
+  mount -t overlay overlay -o "lowerdir=$cache/root,upperdir=$w/upper,workdir=$w/work" "$w/root"
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  unshare --net --mount --fork sh -c '
+    set -e
+    r=$1
+    mount --make-rprivate /
+    mount -t proc proc "$r/proc"
+    mount --rbind /dev "$r/dev"
+    mkdir -p "$r/vagrant" "$r/mnt/pgnode-repo"
+    mount --bind "$2" "$r/vagrant" && mount -o remount,bind,ro "$r/vagrant"
+    mount --bind "$3" "$r/mnt/pgnode-repo" && mount -o remount,bind,ro "$r/mnt/pgnode-repo"
+    printf "deb [trusted=yes] file:/mnt/pgnode-repo ./\n" >"$r/etc/apt/sources.list"
+    exec chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C \
+      bash /vagrant/provision/guest-build.sh warm' warm "$w/root" "$src" "$cache/repo" \
+    >"$work/warm.log" 2>&1 || rc=$?
+  umount "$w/root"
+  if [ "$rc" != 0 ]; then
+    tail -n 30 "$work/warm.log" >&2
+    return "$rc"
+  fi
+  rm -rf --one-file-system "$layer"
+  mkdir -p "$layer/var/tmp"
+  # The layer's directories hide the root's in the image: same modes (/var/tmp is 1777).
+  chmod --reference="$cache/root/var" "$layer/var"
+  chmod --reference="$cache/root/var/tmp" "$layer/var/tmp"
+  mv "$w/upper/var/tmp/pgnode-build" "$layer/var/tmp/"
+  warm_cleanup
+  # The guest compiles pgnode itself: the copy's leaf crate is newer than the warm build.
+  touch "$src/crates/pgnode/src/main.rs"
+}
+
+warm_cleanup() {
+  umount "$work/warm/root" 2>/dev/null || true
+  rm -rf --one-file-system "$work/warm"
 }
