@@ -336,6 +336,13 @@ impl Cluster {
     }
 }
 
+/// Every key the config parser accepts, as a dotted path (`postgresql.port`, `nodes[].slot`).
+/// `docs/configuration.md` must document each one (a test in `crates/core/tests` fails
+/// otherwise).
+pub fn accepted_keys() -> Vec<String> {
+    raw::accepted_keys()
+}
+
 mod normalized;
 mod raw;
 mod rules;

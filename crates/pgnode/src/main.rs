@@ -10,20 +10,73 @@ use pgnode_core::step::{chain, Entry, Outcome, Runner};
 use pgnode_core::templates::Templates;
 use pgnode_core::{secrets, Ctx, Error};
 
+#[cfg(test)]
+mod docs_tests;
 mod host;
 mod restore;
 
 const DEFAULT_CONFIG: &str = "/vagrant/config/cluster.json";
+
+/// The end of `pgnode --help`: examples, and the exit codes every command shares (listed here
+/// once; docs/cli.md has the same list).
+const ROOT_AFTER_HELP: &str = "\
+Examples:
+  sudo pgnode --role master              converge this machine as the primary
+  sudo pgnode --role slave --dry-run     show what would change (with diffs), change nothing
+  sudo pgnode status                     is this node healthy? (exit 1 when not)
+  pgnode config --config config/cluster.json    the validated config with its defaults
+
+Exit codes (every command):
+  0  converged; healthy; done
+  1  a step failed (the message names the step, the command and its stderr), the node is
+     not healthy, or a restore or drill failed
+  2  bad usage, an invalid config or secrets file, the wrong machine for the role, not root,
+     or another pgnode run holds /run/pgnode.lock: nothing was changed
+
+A role only runs on the machine that holds its node's address. Guides: docs/operations.md;
+every flag, key and variable: docs/cli.md and docs/configuration.md (in the source tree).";
+
+const STATUS_AFTER_HELP: &str = "\
+Examples:
+  sudo pgnode status                     the table; exit 0 healthy, 1 not
+  sudo pgnode status --json              the same as JSON, for scripts and monitoring
+  sudo pgnode status --node slave2       when neither host name nor address tells which node";
+
+const SECRETS_AFTER_HELP: &str = "\
+Examples:
+  pgnode secrets --config config/cluster.json       creates config/secrets.json (0600) if missing
+  pgnode secrets --config config/cluster.json --rotate-tls   new CA and certificates
+Run it once where the config lives (Vagrant and Ansible do it on the host) so that every node
+gets the same file; it never prints a secret.";
+
+const CONFIG_AFTER_HELP: &str = "\
+Example:
+  pgnode config --config config/cluster.json | python3 -m json.tool
+Exit 2 and every problem, each naming its field, when the config is invalid.";
+
+const RESTORE_AFTER_HELP: &str = "\
+Examples (as root on the backup node, unless --to-node):
+  pgnode restore --latest                            restore, report, remove the copy
+  pgnode restore --target-time '2026-11-26 11:38:05+00' --keep   then connect, see the output
+  pgnode restore --discard                           stop and remove a copy kept with --keep
+  pgnode restore --drill                             what the schedule runs
+  pgnode restore --to-node master                    ON the master, PostgreSQL stopped: disaster
+                                                     recovery of its data directory from Barman
+Exactly one of --latest, --target-time, --target-lsn, --target-name (or --discard, --drill,
+--to-node). Nothing outside the sandbox /var/lib/barman/pgnode-restore is touched, except
+by --to-node, which moves the old data directory aside (never deletes it).";
 
 #[derive(Parser)]
 #[command(
     name = "pgnode",
     version,
     about = "Converge this machine into its role of a PostgreSQL cluster: master (primary), slave (hot standby) or backup (Barman).",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = ROOT_AFTER_HELP
 )]
 struct Cli {
-    /// The role of this machine: master|slave|backup (aliases: primary, standby).
+    /// Converge this machine as this role: master|slave|backup (aliases: primary, standby).
+    /// Rerunning is safe: a converged node reports changed=0.
     #[arg(long, value_parser = parse_role)]
     role: Option<Role>,
     /// The cluster config (secrets.json beside it holds generated passwords and keys).
@@ -32,7 +85,7 @@ struct Cli {
     /// Check every step and show what would change (with diffs) without changing anything.
     #[arg(long)]
     dry_run: bool,
-    /// Which node of the role this machine is (default: the one whose address it holds).
+    /// Which node of the config this machine is (default: the one whose address it holds).
     #[arg(long, global = true)]
     node: Option<String>,
     /// Slave only: clone the master again (after its slot was invalidated); the current data
@@ -54,6 +107,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Show what this node is and whether it is healthy (exit 1 when not).
+    #[command(after_help = STATUS_AFTER_HELP)]
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -64,6 +118,7 @@ enum Command {
     },
     /// Create the secrets file beside the config if it does not exist, or add what it lacks
     /// (never prints secrets).
+    #[command(after_help = SECRETS_AFTER_HELP)]
     Secrets {
         /// Replace the cluster CA and every node's TLS certificate, then rerun every role
         /// (master first) to install them.
@@ -72,8 +127,11 @@ enum Command {
     },
     /// Print the validated config as JSON: defaults filled in, nodes in provisioning order
     /// (what the lab, the Vagrantfile and the Ansible wrapper read). Exit 2 when invalid.
+    #[command(after_help = CONFIG_AFTER_HELP)]
     Config,
-    /// Backup node: restore a backup into a sandbox, start a throwaway server on it, report.
+    /// Backup node: restore a backup into a sandbox, start a throwaway server on it, report;
+    /// also the restore drill, and disaster recovery of the master (--to-node).
+    #[command(after_help = RESTORE_AFTER_HELP)]
     Restore(restore::RestoreArgs),
 }
 

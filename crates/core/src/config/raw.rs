@@ -169,6 +169,24 @@ const KNOWN: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Every key the parser accepts, as a dotted path: `version`, `nodes[].name`, `postgresql.port`,
+/// ... (objects too: `postgresql`). Derived from [`KNOWN`], the table that also rejects unknown
+/// keys; a unit test checks it against serde's own field lists of the `Raw*` structs, and the
+/// reference `docs/configuration.md` is checked against this list (crates/core/tests).
+pub(super) fn accepted_keys() -> Vec<String> {
+    let mut out = Vec::new();
+    for (object, keys) in KNOWN {
+        for k in *keys {
+            out.push(if object.is_empty() {
+                (*k).to_string()
+            } else {
+                format!("{object}.{k}")
+            });
+        }
+    }
+    out
+}
+
 /// Every key the model does not know, anywhere in the file, each with the keys allowed there.
 pub(super) fn unknown_keys(v: &serde_json::Value, path: &str, out: &mut Vec<Problem>) {
     match v {

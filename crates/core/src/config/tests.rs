@@ -333,3 +333,50 @@ fn zero_loss_mode_lists_every_postgresql_node() {
     let t = with(|v| v["replication"]["synchronous"] = "yes".into());
     assert_eq!(fields(&problems(&t)), ["replication.synchronous"]);
 }
+
+/// The field names serde accepts for `T`, read from its own "unknown field" error (the derive
+/// lists every field there): the parser's key table must not drift from the typed model.
+fn serde_fields<T: serde::de::DeserializeOwned>() -> Vec<String> {
+    let probe = serde_json::json!({ "\u{1}not a field": 0 });
+    let err = serde_json::from_value::<T>(probe)
+        .err()
+        .expect("probe refused")
+        .to_string();
+    let listed = err
+        .split_once("expected")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("unexpected serde error: {err}"));
+    listed
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn accepted_keys_are_exactly_the_fields_of_the_typed_model() {
+    use super::raw::*;
+    let mut from_serde: Vec<String> = Vec::new();
+    let mut add = |object: &str, fields: Vec<String>| {
+        for f in fields {
+            from_serde.push(if object.is_empty() {
+                f
+            } else {
+                format!("{object}.{f}")
+            });
+        }
+    };
+    add("", serde_fields::<RawConfig>());
+    add("nodes[]", serde_fields::<RawNode>());
+    add("network", serde_fields::<RawNetwork>());
+    add("postgresql", serde_fields::<RawPostgres>());
+    add("replication", serde_fields::<RawReplication>());
+    add("barman", serde_fields::<RawBarman>());
+    let mut accepted = accepted_keys();
+    accepted.sort();
+    from_serde.sort();
+    assert_eq!(accepted, from_serde);
+    assert!(accepted.contains(&"postgresql.max_slot_wal_keep_size_mb".to_string()));
+    assert!(accepted.contains(&"nodes[].slot".to_string()));
+}
