@@ -59,6 +59,9 @@ struct Args {
     /// table, print it and exit.
     #[arg(long, value_name = "LOG")]
     fault_table: Option<PathBuf>,
+    /// How many promotions `promotion-soak` runs in a row (switchovers and failovers alternating).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=50))]
+    soak_promotions: u16,
     /// Checks to run (default: all, in order).
     checks: Vec<String>,
 }
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    checks::set_soak_promotions(usize::from(args.soak_promotions));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match runner::run(&cluster, &selected, &mut out) {

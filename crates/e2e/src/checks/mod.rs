@@ -28,6 +28,7 @@ mod idempotence;
 mod incremental;
 mod network;
 mod pitr_timeline;
+mod promotion_soak;
 mod replication;
 mod restore;
 mod secrets_hidden;
@@ -38,6 +39,8 @@ mod status;
 mod switchover;
 mod tls;
 mod zero_loss;
+
+pub use promotion_soak::set_promotions as set_soak_promotions;
 
 /// Every check, in run order.
 pub const ALL: &[Check] = &[
@@ -73,6 +76,8 @@ pub const ALL: &[Check] = &[
     check!("pitr-timeline", pitr_timeline::run),
     check!("failover", failover::run),
     check!("zero-loss", zero_loss::run),
+    // Issue 17: promotions in a row (--soak-promotions N, default 5), Barman following each.
+    check!("promotion-soak", promotion_soak::run),
     // Last of the three-node suite: it rebuilds the primary from Barman alone.
     check!("disaster", disaster::run),
     // Needs a config with two standbys (PGNODE_LAB_CONFIG=config/e2e-two-standbys.json).

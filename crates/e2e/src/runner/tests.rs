@@ -167,6 +167,7 @@ fn the_registry_lists_the_checks_in_order() {
             "pitr-timeline",
             "failover",
             "zero-loss",
+            "promotion-soak",
             "disaster",
             "standbys",
         ]
