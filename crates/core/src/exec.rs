@@ -3,8 +3,34 @@
 //! Secret values (passwords in the environment, SQL on stdin) are never part of that text and
 //! never in argv.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+
+thread_local! {
+    /// Outputs of [`Cmd::probe_shared`] while sharing is on (see [`share_probes`]).
+    static SHARED: RefCell<Option<HashMap<String, Output>>> = const { RefCell::new(None) };
+}
+
+/// Turns sharing of probe outputs on, keeping what was shared since the last [`forget_shared`].
+/// The step runner calls it before each step's first check: on a converged node nothing changes
+/// between those checks, so one `barman check` (a Python process, 0.3-2 s) can answer every
+/// step that reads it.
+pub fn share_probes() {
+    SHARED.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            *s = Some(HashMap::new());
+        }
+    });
+}
+
+/// Forgets every shared output and turns sharing off: the runner calls it before a step changes
+/// anything (and before the waits and rechecks of that change, which must see fresh facts).
+pub fn forget_shared() {
+    SHARED.with(|s| *s.borrow_mut() = None);
+}
 
 /// How a command failed. "Not found", "could not start" and "exited non-zero" stay apart.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +185,33 @@ impl Cmd {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+
+    /// [`Cmd::probe`], but while sharing is on ([`share_probes`]) an identical command (program,
+    /// arguments, environment, user and stdin) returns the first call's output instead of running
+    /// again. Only for read-only probes whose answer cannot change without a step changing
+    /// something. Errors as [`Cmd::probe`] (errors are never shared).
+    pub fn probe_shared(&self) -> Result<Output, CmdError> {
+        let key = self.share_key();
+        if let Some(out) = SHARED.with(|s| s.borrow().as_ref().and_then(|m| m.get(&key).cloned())) {
+            return Ok(out);
+        }
+        let out = self.probe()?;
+        SHARED.with(|s| {
+            if let Some(m) = s.borrow_mut().as_mut() {
+                m.insert(key, out.clone());
+            }
+        });
+        Ok(out)
+    }
+
+    /// Everything that makes two commands the same, secret values included (the key never
+    /// leaves this process).
+    fn share_key(&self) -> String {
+        format!(
+            "{:?}\0{:?}\0{:?}\0{:?}\0{:?}",
+            self.program, self.args, self.env, self.user, self.stdin
+        )
     }
 
     /// Runs `self | to` (a stream too large to hold in memory, e.g. a tar): both must exit 0.
@@ -350,6 +403,32 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn shared_probes_run_once_until_forgotten() {
+        let dir = std::env::temp_dir().join(format!("pgnode-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let count = dir.join("count");
+        // Appends a line per real run and prints how many runs there were.
+        let cmd =
+            Cmd::new("sh").args(["-c", &format!("echo x >>{0}; wc -l <{0}", count.display())]);
+        let runs = |c: &Cmd| c.probe_shared().unwrap().stdout.trim().to_string();
+        // Off: every call runs.
+        assert_eq!(runs(&cmd), "1");
+        assert_eq!(runs(&cmd), "2");
+        share_probes();
+        assert_eq!(runs(&cmd), "3");
+        assert_eq!(runs(&cmd), "3", "shared: the second call did not run");
+        // Another stdin is another command.
+        assert_eq!(runs(&cmd.clone().stdin("a")), "4");
+        share_probes(); // on again: keeps what was shared
+        assert_eq!(runs(&cmd), "3");
+        forget_shared();
+        assert_eq!(runs(&cmd), "5", "forgotten: runs again");
+        assert_eq!(runs(&cmd), "6", "and sharing is off");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

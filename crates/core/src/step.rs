@@ -225,6 +225,12 @@ impl<'p> Runner<'p> {
 
     /// Runs `steps`; returns false (and stops) at the first failure.
     pub fn run(&mut self, steps: Vec<Step<'_>>) -> bool {
+        let converged = self.run_steps(steps);
+        crate::exec::forget_shared();
+        converged
+    }
+
+    fn run_steps(&mut self, steps: Vec<Step<'_>>) -> bool {
         for step in steps {
             let t = Instant::now();
             let outcome = self.one(&step);
@@ -249,7 +255,14 @@ impl<'p> Runner<'p> {
 
     fn one(&self, step: &Step<'_>) -> Outcome {
         let earlier_changes = self.report.changed() > 0 || self.report.unknown() > 0;
-        let why = match (step.check)() {
+        // First checks share expensive probes (exec::probe_shared) until a step changes
+        // something: on a converged node one `barman check` answers every step that reads it.
+        crate::exec::share_probes();
+        let first = (step.check)();
+        if !matches!(first, Ok(Check::Ok)) {
+            crate::exec::forget_shared();
+        }
+        let why = match first {
             Ok(Check::Ok) => return Outcome::Ok,
             Ok(Check::Needs(why)) => why,
             // In a dry run a check may depend on a change not yet applied (a package, a file).

@@ -133,3 +133,49 @@ fn verify_that_waited_is_not_a_change() {
     )]);
     assert_eq!((r.report.ok(), r.report.changed()), (1, 0));
 }
+
+#[test]
+fn first_checks_share_probes_until_a_step_changes_something() {
+    use crate::exec::Cmd;
+    let dir = std::env::temp_dir().join(format!("pgnode-runner-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let count = dir.join("count");
+    // A probe that counts its real runs: the state a step's apply changes.
+    let probe = Cmd::new("sh").args(["-c", &format!("echo x >>{0}; wc -l <{0}", count.display())]);
+    let seen = std::cell::RefCell::new(Vec::new());
+    let read = || -> Result<Check> {
+        let n = probe.probe_shared()?.stdout.trim().to_string();
+        seen.borrow_mut().push(n);
+        Ok(Check::Ok)
+    };
+    let changed = Cell::new(false);
+    let mut r = Runner::new(false, |_: &Entry| {});
+    let ok = r.run(vec![
+        Step::change("reads", read, || Ok(())),
+        Step::change("reads again", read, || Ok(())),
+        Step::change(
+            "changes",
+            || {
+                Ok(if changed.get() {
+                    Check::Ok
+                } else {
+                    Check::Needs("x".into())
+                })
+            },
+            || {
+                changed.set(true);
+                Ok(())
+            },
+        ),
+        Step::change("reads after the change", read, || Ok(())),
+        Step::change("reads once more", read, || Ok(())),
+    ]);
+    assert!(ok);
+    // One real run for the first two steps, a fresh one after the change, shared again after.
+    assert_eq!(*seen.borrow(), ["1", "1", "2", "2"]);
+    // After the run, sharing is off.
+    assert_eq!(probe.probe_shared().unwrap().stdout.trim(), "3");
+    assert_eq!(probe.probe_shared().unwrap().stdout.trim(), "4");
+    let _ = std::fs::remove_dir_all(&dir);
+}
