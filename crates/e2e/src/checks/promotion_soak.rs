@@ -8,7 +8,9 @@
 //! from its oldest backup across every timeline; a switchover also loses no acknowledged commit.
 //! Prints each promotion's times. The original topology is restored afterwards, passed or not.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::day2;
@@ -21,7 +23,7 @@ const FOLLOW: Duration = Duration::from_secs(120);
 /// The whole soak's bound, per promotion (roles, load, backups, waits).
 const PER_PROMOTION: Duration = Duration::from_secs(900);
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
     Switchover,
     Failover,
@@ -137,6 +139,8 @@ fn promote(cx: &Ctx, nth: usize, kind: Kind, old: &Node, new: &Node, path: &str)
     };
     day2::role_ok(cx, new, "master", path, extra)?;
     let promoted = t1.elapsed().as_secs_f64();
+    let tl = timeline(new)?;
+    let watch = Watch::start(cx, new, tl, t1);
     if kind != Kind::Switchover {
         day2::role_ok(cx, old, "slave", path, &[])?;
     }
@@ -145,16 +149,23 @@ fn promote(cx: &Ctx, nth: usize, kind: Kind, old: &Node, new: &Node, path: &str)
             day2::role_ok(cx, s, "slave", path, &[])?;
         }
     }
-    let tl = timeline(new)?;
     ensure(
         tl > before,
         format!("{new} is not on a newer timeline than {old} was"),
         format!("before {before}, now {tl}"),
     )?;
     let began = switch_point(new, tl)?;
-    day2::role_ok(cx, cx.cluster.backup(), "backup", path, &[])?;
+    let out = day2::role_ok(cx, cx.cluster.backup(), "backup", path, &[])?;
+    let slow = slow_steps(&out, 5.0);
+    if !slow.is_empty() {
+        cx.note(format!(
+            "#{nth}: backup role's slow steps: {}",
+            slow.join("; ")
+        ));
+    }
+    let roles = t1.elapsed().as_secs_f64();
     barman_streams_on(cx, new, tl)?;
-    let streaming = t1.elapsed().as_secs_f64();
+    let streaming = watch.seen().unwrap_or_else(|| t1.elapsed().as_secs_f64());
     if let (Some(l), Some(p)) = (ledger, pgbench) {
         let report = l.stop()?;
         let _ = p.finish();
@@ -170,12 +181,26 @@ fn promote(cx: &Ctx, nth: usize, kind: Kind, old: &Node, new: &Node, path: &str)
     let files =
         archive::wait_gapless(cx.cluster.backup(), server, &last, Duration::from_secs(180))?;
     cx.note(format!(
-        "#{nth} {}: {old} -> {new}, timeline {before} -> {tl} (began at {began}); load {load:.1} s, \
-         promoted {promoted:.1} s, Barman streaming on timeline {tl} {streaming:.1} s after the promotion began; \
-         barman check OK; archive gapless up to {last} ({files} files)",
+        "#{nth} {}: {old} -> {new}, timeline {before} -> {tl} (began at {began}); load {load:.1} s; \
+         promotion (master role) {promoted:.1} s; Barman streaming on timeline {tl} {streaming:.1} s \
+         after the master role began, every role done after {roles:.1} s; barman check OK; \
+         archive gapless up to {last} ({files} files)",
         kind.name()
     ));
     Ok(streaming)
+}
+
+/// The steps of a role's output that took at least `secs` (`... [12.3s]` lines), shortened.
+fn slow_steps(out: &str, secs: f64) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            let (head, t) = l.trim_end().strip_suffix("s]")?.rsplit_once(" [")?;
+            let t: f64 = t.parse().ok()?;
+            let head = head.trim();
+            let head = head.split_once(": ").map_or(head, |(h, _)| h);
+            (t >= secs).then(|| format!("{head} {t:.1}s"))
+        })
+        .collect()
 }
 
 /// The node's current timeline (from its current WAL file name).
@@ -270,36 +295,84 @@ fn streaming_dir(cx: &Ctx) -> String {
     )
 }
 
-/// Waits (bounded) until Barman's receive-wal streams from `primary` and writes WAL of
-/// timeline `tl` into its streaming directory.
-fn barman_streams_on(cx: &Ctx, primary: &Node, tl: u32) -> Result<()> {
-    let b = cx.cluster.backup();
-    let dir = streaming_dir(cx);
+/// Whether Barman's receive-wal streams from `primary` and writes WAL of timeline `tl` into its
+/// streaming directory; Err carries what was seen instead.
+fn streams_on(primary: &Node, backup: &Node, dir: &str, tl: u32) -> Result<()> {
+    let n = primary.sql(
+        "postgres",
+        "select count(*) from pg_stat_replication where application_name = 'barman_receive_wal' and state = 'streaming'",
+    )?;
+    let files = backup.ok(&["ls", dir])?;
     let prefix = format!("{tl:08X}");
+    let on_tl = files
+        .lines()
+        .any(|l| l.starts_with(&prefix) && !l.ends_with(".history"));
+    if n == "1" && on_tl {
+        return Ok(());
+    }
+    let log = backup.run(&["tail", "-n", "3", "/var/log/barman/barman.log"])?;
+    fail(
+        "",
+        format!(
+            "barman_receive_wal streaming: {n}; streaming dir: {}\n{}",
+            flat(&files),
+            log.stdout.trim_end()
+        ),
+    )
+}
+
+/// Waits (bounded) until Barman streams on timeline `tl` from `primary` (see [`streams_on`]).
+fn barman_streams_on(cx: &Ctx, primary: &Node, tl: u32) -> Result<()> {
+    let (b, dir) = (cx.cluster.backup(), streaming_dir(cx));
     wait_for(
         &format!("Barman's receive-wal to stream from {primary} on timeline {tl}"),
         FOLLOW,
-        || {
-            let n = primary.sql(
-                "postgres",
-                "select count(*) from pg_stat_replication where application_name = 'barman_receive_wal' and state = 'streaming'",
-            )?;
-            let files = b.ok(&["ls", &dir])?;
-            let on_tl = files
-                .lines()
-                .any(|l| l.starts_with(&prefix) && !l.ends_with(".history"));
-            if n == "1" && on_tl {
-                Ok(Some(()))
-            } else {
-                let log = b.run(&["tail", "-n", "3", "/var/log/barman/barman.log"])?;
-                pending(format!(
-                    "barman_receive_wal streaming: {n}; streaming dir: {}\n{}",
-                    flat(&files),
-                    log.stdout.trim_end()
-                ))
-            }
-        },
+        || streams_on(primary, b, &dir, tl).map(Some),
     )
+}
+
+/// Watches, beside the roles that run after the promotion, for the moment Barman streams on the
+/// new timeline (polls once a second; stops when told or after its own bound).
+struct Watch {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Option<f64>>>,
+}
+
+impl Watch {
+    fn start(cx: &Ctx, primary: &Node, tl: u32, since: Instant) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, b, dir, flag) = (
+            primary.clone(),
+            cx.cluster.backup().clone(),
+            streaming_dir(cx),
+            stop.clone(),
+        );
+        let handle = thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) && since.elapsed() < PER_PROMOTION {
+                if streams_on(&p, &b, &dir, tl).is_ok() {
+                    return Some(since.elapsed().as_secs_f64());
+                }
+                thread::sleep(Duration::from_secs(1));
+            }
+            None
+        });
+        Watch {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Seconds after `since` when Barman was first seen streaming on the timeline, if it was.
+    fn seen(mut self) -> Option<f64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take()?.join().ok().flatten()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// `barman check` all OK (bounded: an item such as "receive-wal running" can flip while cron
@@ -315,4 +388,37 @@ fn barman_check_ok(cx: &Ctx) -> Result<()> {
             pending(out.combined())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_steps_are_named_with_their_time() {
+        let out = "     changed  receive-wal streams through slot barman: slot barman active=false  [3.4s]\n\
+                   \x20    changed  a base backup of the primary's current timeline exists: no DONE backup  [23.4s]\n\
+                   recap: role=backup ok=16 changed=8 failed=0 elapsed=34.5s\n";
+        assert_eq!(
+            slow_steps(out, 5.0),
+            vec![
+                "changed  a base backup of the primary's current timeline exists 23.4s".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn promotions_alternate_and_every_fourth_is_at_a_boundary() {
+        let kinds: Vec<Kind> = (0..8).map(Kind::nth).collect();
+        assert_eq!(
+            kinds[..4],
+            [
+                Kind::Switchover,
+                Kind::Failover,
+                Kind::Switchover,
+                Kind::FailoverAtBoundary
+            ]
+        );
+        assert_eq!(kinds[4..], kinds[..4]);
+    }
 }
