@@ -15,6 +15,8 @@ use pgnode_core::{Ctx, Result, Step};
 mod clone;
 pub mod rejoin;
 pub mod repair;
+mod slots;
+mod stale_wal;
 pub mod status;
 
 /// Packages the standby needs: a PostgreSQL node's (see [`common::server_packages`]).
@@ -108,7 +110,7 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(common::service(ctx.service()));
     steps.push(common::pg_ready(ctx));
     steps.push(common::pg_settings_loaded(ctx));
-    steps.push(rejoin::no_leftover_slots(ctx));
+    steps.push(slots::no_leftover_slots(ctx));
     steps.push(clone::streaming(ctx, state, marker));
     Ok(steps)
 }

@@ -257,6 +257,7 @@ fn rewind(ctx: &Ctx, marker: &FileSpec) -> Result<()> {
         "pgnode: pg_rewind: {}",
         out.stderr.trim().lines().last().unwrap_or("done")
     );
+    crate::stale_wal::set_aside(ctx)?;
     own_slot_on_upstream(ctx)?;
     files::write(&ctx.root, marker, true)?;
     Ok(())
@@ -282,46 +283,6 @@ fn own_slot_on_upstream(ctx: &Ctx) -> Result<()> {
         ctx.cluster.master.name,
         out.stderr.trim()
     )))
-}
-
-/// Slots left from when this node was a primary hold WAL on a standby for nothing: drop the
-/// inactive ones that carry the cluster's slot names (never anything else).
-pub fn no_leftover_slots(ctx: &Ctx) -> Step<'_> {
-    let names: Vec<String> = ctx
-        .cluster
-        .pg_nodes()
-        .iter()
-        .filter_map(|n| n.slot.as_ref().map(|s| format!("'{s}'")))
-        .chain([format!("'{}'", ctx.cluster.barman.slot)])
-        .collect();
-    let list = names.join(", ");
-    let q = format!(
-        "SELECT count(*), coalesce(string_agg(slot_name, ', '), '') FROM pg_replication_slots WHERE NOT active AND slot_name IN ({list});"
-    );
-    let drop = format!(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_name IN ({list});"
-    );
-    Step::change(
-        "no replication slots left from when this node was a primary",
-        move || {
-            // The count keeps the row non-empty (psql prints nothing for one empty value).
-            let rows = pg::query(&pg::local(ctx, &q))?;
-            let found = rows
-                .first()
-                .and_then(|r| r.get(1))
-                .cloned()
-                .unwrap_or_default();
-            Ok(if found.is_empty() {
-                Check::Ok
-            } else {
-                Check::Needs(format!("inactive slots holding WAL: {found}"))
-            })
-        },
-        move || {
-            pg::local(ctx, &drop).run()?;
-            Ok(())
-        },
-    )
 }
 
 #[cfg(test)]
