@@ -120,7 +120,14 @@ fn start_receive_wal(ctx: &Ctx) -> Result<Streaming> {
         Duration::from_secs(300),
         Duration::from_secs(1),
         || {
-            Ok(match receive_wal_streaming(ctx)? {
+            let streaming = match receive_wal_streaming(ctx) {
+                Err(e) => match pg::connection_failed(&e) {
+                    Some(why) => Err(format!("the master did not answer: {why}")),
+                    None => return Err(e),
+                },
+                Ok(s) => s,
+            };
+            Ok(match streaming {
                 Ok(()) => Ok(Streaming::Yes),
                 Err(_) if wal_already_removed(server, from) => Ok(Streaming::WalRemoved),
                 Err(e) => Err(e),

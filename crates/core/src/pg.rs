@@ -102,6 +102,29 @@ pub fn query(cmd: &Cmd) -> Result<Vec<Vec<String>>> {
     Ok(rows(&cmd.run()?.stdout))
 }
 
+/// When `e` is psql's exit status 2 (psql(1): "the connection to the server went bad"; a
+/// connection refused or timed out as well), the last line of its stderr. Inside a bounded wait
+/// that is an observation, not a final error: a server restarting, or answering slowly on a
+/// loaded machine (a 5 s connect timeout expired between emulated VMs in CI), may answer at the
+/// next attempt, and the wait's own bound still ends it.
+pub fn connection_failed(e: &Error) -> Option<String> {
+    match e {
+        Error::Cmd(crate::exec::CmdError::Failed {
+            cmd,
+            status: 2,
+            stderr,
+        }) if cmd.split_whitespace().any(|w| w == "psql") => Some(
+            stderr
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim_start_matches([' ', '|'])
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
 /// Runs a query expected to return exactly one value.
 ///
 /// Errors: psql's failure, or [`Error::Parse`] when not exactly one value came back.
@@ -228,6 +251,29 @@ pub fn peer(ctx: &Ctx, host: &str, replication: bool, sql: &str) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_psql_connection_failures_are_transient() {
+        use crate::exec::CmdError;
+        let failed = |cmd: &str, status| {
+            Error::Cmd(CmdError::Failed {
+                cmd: cmd.into(),
+                status,
+                stderr: "  | psql: error: connection to server at \"192.168.11.101\", port 5432 failed: timeout expired".into(),
+            })
+        };
+        let psql =
+            "runuser -u barman -- PGCONNECT_TIMEOUT=5 psql -d 'host=192.168.11.101' -f - <<stdin";
+        assert_eq!(
+            connection_failed(&failed(psql, 2)).as_deref(),
+            Some("psql: error: connection to server at \"192.168.11.101\", port 5432 failed: timeout expired")
+        );
+        // 1: psql's own fatal error; 3: the SQL failed (ON_ERROR_STOP): final.
+        assert_eq!(connection_failed(&failed(psql, 1)), None);
+        assert_eq!(connection_failed(&failed(psql, 3)), None);
+        assert_eq!(connection_failed(&failed("barman check master", 2)), None);
+        assert_eq!(connection_failed(&Error::Refused("x".into())), None);
+    }
 
     #[test]
     fn lsns_and_conninfo() {
