@@ -245,6 +245,16 @@ fn needed(ctx: &Ctx, server_dir: &Path) -> Result<Option<Repair>> {
     Ok(plan(&files, primary, &parse_history(&h)))
 }
 
+/// For `pgnode status`: why receive-wal cannot resume, if it cannot (None also when the
+/// primary cannot be asked).
+pub fn stuck(ctx: &Ctx) -> Option<String> {
+    let dir = ctx.path(Path::new(&format!(
+        "{BARMAN_HOME}/{}",
+        ctx.cluster.barman.server
+    )));
+    needed(ctx, &dir).ok().flatten().map(|r| r.why)
+}
+
 /// The step, before receive-wal: pg_receivewal's start point in Barman's streaming directory is
 /// one the primary can serve.
 pub fn lost_partial_set_aside(ctx: &Ctx) -> Step<'_> {

@@ -46,6 +46,15 @@ pub fn status(ctx: &Ctx) -> NodeStatus {
             false,
         );
     }
+    if let Some(why) = crate::lost_tail::stuck(ctx) {
+        s.add(
+            "receive-wal",
+            format!(
+                "CANNOT STREAM: {why}; rerun `pgnode --role backup` (it resumes receive-wal on the primary's timeline)"
+            ),
+            false,
+        );
+    }
     s.add_result("last backup", last_backup(ctx));
     s.add_result("wal", wal(ctx));
     let drill = crate::restore::state::load(std::path::Path::new(crate::restore::state::STATE));
