@@ -80,6 +80,9 @@ case $mode in
     ;;
   *) echo "guest-build: unknown mode $mode (build|secrets|warm)" >&2; exit 2 ;;
 esac
+# `pgnode secrets` makes SSH keys with ssh-keygen: Vagrant boxes have it, a minimal root may not
+# (the arm64 proof's debootstrap root did not).
+command -v ssh-keygen >/dev/null || apt_install openssh-client
 "$bin" secrets --config "$config"
 # For the download by the SSH user (the owner of the synced folder), readable by nobody else.
 user=$(stat -c %U "$src")
