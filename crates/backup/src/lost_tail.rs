@@ -32,6 +32,7 @@
 use std::path::{Path, PathBuf};
 
 use pgnode_core::ctx::BARMAN_HOME;
+use pgnode_core::pg::parse_history;
 use pgnode_core::step::{Check, Step};
 use pgnode_core::{pg, system, Ctx, Error, Result};
 
@@ -95,20 +96,6 @@ pub fn streaming_start(files: &[Seg]) -> Option<(u64, u32)> {
         high.segno + 1
     };
     Some((segno * SEG, high.tli))
-}
-
-/// `(timeline, switch point)` lines of a timeline history file (`TL<TAB>X/Y<TAB>reason`).
-pub fn parse_history(text: &str) -> Vec<(u32, u64)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let t: u32 = f.next()?.parse().ok()?;
-            let (hi, lo) = f.next()?.split_once('/')?;
-            let lsn =
-                (u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?;
-            Some((t, lsn))
-        })
-        .collect()
 }
 
 /// Where timeline `tl` ended in `history`.

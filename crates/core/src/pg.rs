@@ -216,6 +216,18 @@ pub fn parse_lsn(s: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
+/// `(timeline, switch point)` lines of a timeline history file (`TL<TAB>X/Y<TAB>reason`);
+/// lines that are not such (comments, blanks) are skipped.
+pub fn parse_history(text: &str) -> Vec<(u32, u64)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let tli: u32 = f.next()?.parse().ok()?;
+            Some((tli, parse_lsn(f.next()?)?))
+        })
+        .collect()
+}
+
 /// The value of `key` in a libpq conninfo string such as `primary_conninfo`
 /// (`host=10.0.0.1 port=5432 ...`; pgnode never writes quoted values).
 pub fn conninfo_value<'a>(conninfo: &'a str, key: &str) -> Option<&'a str> {

@@ -81,19 +81,7 @@ pub fn gapless(backup: &Node, server: &str, last: &str) -> Result<usize> {
     Ok((segno(&begin)..=segno(last)).count())
 }
 
-/// `(timeline, switch point LSN)` lines of a timeline history file.
-pub fn parse_history(text: &str) -> Vec<(u32, u64)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let tli: u32 = f.next()?.parse().ok()?;
-            let (hi, lo) = f.next()?.split_once('/')?;
-            let lsn =
-                (u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?;
-            Some((tli, lsn))
-        })
-        .collect()
-}
+pub use pgnode_core::pg::parse_history;
 
 /// The WAL file names from `begin` to `last` that `have` lacks. Across timelines (`history` is
 /// `last`'s timeline history), segment N is read from the newest timeline that began at or

@@ -11,23 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
+use pgnode_core::pg::parse_history;
 use pgnode_core::{system, Ctx, Error, Result};
 
 const SEG: u64 = 1 << 24;
-
-/// `(timeline, switch point)` lines of a timeline history file.
-fn parse_history(text: &str) -> Vec<(u32, u64)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let t: u32 = f.next()?.parse().ok()?;
-            let (hi, lo) = f.next()?.split_once('/')?;
-            let lsn =
-                (u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?;
-            Some((t, lsn))
-        })
-        .collect()
-}
 
 /// The WAL segments (complete, 16 MB) of `names` that hold WAL past their timeline's end in
 /// `history`.
