@@ -10,24 +10,36 @@ use pgnode_core::{pg, wait, Ctx, Error, Result};
 
 use crate::barman::{barman, query_master};
 
-/// Whether receive-wal streams through Barman's slot (seen from the master).
+/// Whether receive-wal streams through Barman's slot (seen from the master): the slot is active
+/// and Barman's walsender is past its start-up, either `streaming` or still in `catchup`
+/// (sending WAL the slot kept since it was created; under software emulation that took minutes,
+/// and it is progress, not a fault: a receive-wal that cannot stream exits, leaving the slot
+/// inactive). The observation names the walsender's state and how far behind it is.
 fn receive_wal_streaming(ctx: &Ctx) -> Result<std::result::Result<(), String>> {
     let slot = ctx.cluster.barman.slot.as_str();
     let q = format!(
         "SELECT coalesce((SELECT active::text FROM pg_replication_slots WHERE slot_name = '{slot}'), 'missing'), \
-         (SELECT count(*) FROM pg_stat_replication WHERE application_name = 'barman_receive_wal' AND state = 'streaming');"
+         coalesce((SELECT string_agg(state || ' ' || coalesce(pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), sent_lsn)), '?') || ' behind', ', ') \
+                   FROM pg_stat_replication WHERE application_name = 'barman_receive_wal'), 'none');"
     );
     let r = pg::query(&query_master(ctx, &q))?;
     let r = r.first().cloned().unwrap_or_default();
-    Ok(if r == ["true", "1"] {
+    let active = r.first().map_or("?", |s| s.as_str());
+    let sender = r.get(1).map_or("?", |s| s.as_str());
+    Ok(if active == "true" && walsender_receiving(sender) {
         Ok(())
     } else {
         Err(format!(
-            "slot {slot} active={}, barman_receive_wal streaming={}",
-            r.first().map_or("?", |s| s.as_str()),
-            r.get(1).map_or("?", |s| s.as_str())
+            "slot {slot} active={active}, barman_receive_wal walsender: {sender}"
         ))
     })
+}
+
+/// Whether the walsender column above (`state N behind`, comma-separated) shows exactly one
+/// walsender that streams or catches up.
+fn walsender_receiving(sender: &str) -> bool {
+    let states: Vec<&str> = sender.split(", ").collect();
+    states.len() == 1 && (states[0].starts_with("streaming ") || states[0].starts_with("catchup "))
 }
 
 /// WAL streams to Barman: run `barman cron` (which starts receive-wal and creates the slot
@@ -170,7 +182,19 @@ fn stuck_in(log: &str, server: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::stuck_in;
+    use super::{stuck_in, walsender_receiving};
+
+    #[test]
+    fn streaming_or_catching_up_is_receiving() {
+        assert!(walsender_receiving("streaming 0 bytes behind"));
+        assert!(walsender_receiving("catchup 48 MB behind"));
+        assert!(!walsender_receiving("startup ? behind"));
+        assert!(!walsender_receiving("backup 0 bytes behind"));
+        assert!(!walsender_receiving("none"));
+        assert!(!walsender_receiving(
+            "streaming 0 bytes behind, catchup 1 MB behind"
+        ));
+    }
 
     #[test]
     fn stuck_until_a_segment_is_finished_again() {
