@@ -264,11 +264,31 @@ pub fn now_epoch() -> u64 {
         .as_secs()
 }
 
+/// Days since 1970-01-01 of a civil (proleptic Gregorian) date, Howard Hinnant's algorithm:
+/// the dates pgnode reads (restore targets, certificate expiry) are turned into epoch seconds
+/// without a time library.
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Role;
     use std::time::Duration;
+
+    #[test]
+    fn days_from_civil_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2026, 11, 26) * 86_400, 1_795_651_200);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+    }
 
     #[test]
     fn a_new_certificate_counts_as_a_changed_file_for_the_reload() {

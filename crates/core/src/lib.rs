@@ -10,6 +10,7 @@ pub mod error;
 pub mod exec;
 pub mod files;
 pub mod golden;
+pub mod metrics;
 pub mod pg;
 pub mod render;
 pub mod secrets;

@@ -1,7 +1,13 @@
 //! `pgnode status`: what this node is and whether it is healthy, as a table or JSON. Role crates
-//! gather the facts; this module only holds and prints them.
+//! gather the facts; this module only holds and prints them. Beside each fact a gatherer may
+//! attach typed samples, which [`crate::metrics`] writes for Prometheus: the facts are gathered
+//! once, whichever form is printed.
+
+use std::time::SystemTime;
 
 use serde::Serialize;
+
+use crate::metrics::Sample;
 
 /// One observed fact and whether it is healthy.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +28,12 @@ pub struct NodeStatus {
     pub address: String,
     pub healthy: bool,
     pub items: Vec<Item>,
+    /// When gathering began (the metrics' timestamp and collect duration).
+    #[serde(skip)]
+    pub started: SystemTime,
+    /// Samples for `--prometheus`; never part of the table or the JSON.
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
 }
 
 impl NodeStatus {
@@ -33,7 +45,19 @@ impl NodeStatus {
             address: address.into(),
             healthy: true,
             items: Vec::new(),
+            started: SystemTime::now(),
+            samples: Vec::new(),
         }
+    }
+
+    /// Attaches a sample of the metric `name` (one of [`crate::metrics::FAMILIES`]).
+    pub fn metric(&mut self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
+        self.samples.push(Sample::new(name, labels, value));
+    }
+
+    /// Attaches a 0/1 sample.
+    pub fn flag(&mut self, name: &'static str, labels: &[(&'static str, &str)], on: bool) {
+        self.metric(name, labels, crate::metrics::bool_value(on));
     }
 
     /// Records a fact; an unhealthy fact makes the node unhealthy.

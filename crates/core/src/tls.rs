@@ -155,6 +155,48 @@ pub fn extend(tls: &Tls, nodes: &[(String, Ipv4Addr)]) -> Result<Tls> {
     result
 }
 
+/// When the certificate in `file` expires, in seconds since the epoch (`openssl x509 -enddate`).
+///
+/// Errors: openssl missing or failing (naming the command and its stderr), or an end date it
+/// does not print in its usual form ([`Error::Parse`] naming the file).
+pub fn expiry(file: &Path) -> Result<i64> {
+    let out = openssl()
+        .env("LC_ALL", "C")
+        .args(["x509", "-noout", "-enddate", "-in"])
+        .arg(file.to_string_lossy())
+        .run()?;
+    parse_enddate(&out.stdout).ok_or_else(|| Error::Parse {
+        what: format!("openssl x509 -enddate of {}", file.display()),
+        detail: out.stdout.trim().to_string(),
+    })
+}
+
+/// Parses `notAfter=Nov 26 10:49:46 2028 GMT` (openssl pads a one-digit day with a space).
+pub fn parse_enddate(out: &str) -> Option<i64> {
+    let text = out.trim().strip_prefix("notAfter=")?;
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let [mon, day, clock, year, "GMT"] = f.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x == mon)? as i64 + 1;
+    let d: i64 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
+    let y: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = clock
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, mi, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !(0..24).contains(h) || !(0..60).contains(mi) || !(0..61).contains(sec) {
+        return None;
+    }
+    Some(crate::common::days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
 fn openssl() -> Cmd {
     Cmd::new("openssl")
 }
@@ -251,6 +293,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn end_dates_as_openssl_prints_them() {
+        assert_eq!(
+            parse_enddate("notAfter=Nov 26 10:49:46 2026 GMT\n"),
+            Some(1_795_690_186)
+        );
+        assert_eq!(parse_enddate("notAfter=Jan  1 00:00:00 1970 GMT"), Some(0));
+        assert_eq!(
+            parse_enddate("notAfter=Feb 29 23:59:59 2028 GMT"),
+            Some(1_835_481_599)
+        );
+        for bad in [
+            "",
+            "notBefore=Nov 26 10:49:46 2026 GMT",
+            "notAfter=Nov 26 10:49:46 2026",
+            "notAfter=Foo 26 10:49:46 2026 GMT",
+            "notAfter=Nov 32 10:49:46 2026 GMT",
+            "notAfter=Nov 26 24:00:00 2026 GMT",
+            "notAfter=Nov 26 10:49 2026 GMT",
+        ] {
+            assert_eq!(parse_enddate(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn generates_a_ca_and_node_certificates_that_verify() {
         if which::which("openssl").is_err() {
             eprintln!("skipping: openssl not installed");
@@ -273,6 +339,8 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("ca.crt"), &tls.ca.cert).unwrap();
         std::fs::write(d.join("m.crt"), &tls.nodes["master"].cert).unwrap();
+        let left = expiry(&d.join("m.crt")).unwrap() - crate::common::now_epoch() as i64;
+        assert!((824 * 86_400..=825 * 86_400).contains(&left), "{left}");
         let out = Cmd::new("openssl")
             .args(["verify", "-CAfile"])
             .arg(path(&d, "ca.crt"))

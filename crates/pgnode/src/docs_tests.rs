@@ -114,3 +114,37 @@ fn the_cli_model_is_consistent() {
     Cli::command().debug_assert();
     assert!(commands().len() >= 5, "{:?}", commands());
 }
+
+/// The metrics list of docs/operations.md names every metric `--prometheus` can write, each
+/// with its labels, and no other.
+#[test]
+fn every_metric_is_in_the_operations_guide_with_its_labels() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md");
+    let page = std::fs::read_to_string(&path).expect("docs/operations.md");
+    let start = page
+        .find("\n### Metrics pgnode exports\n")
+        .expect("a section `### Metrics pgnode exports`");
+    let rest = &page[start + 1..];
+    let end = rest[4..].find("\n#").map_or(rest.len(), |e| e + 5);
+    let text = &rest[..end];
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| `pgnode_"))
+        .collect();
+    let families = pgnode_core::metrics::FAMILIES;
+    for f in families {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("| `{}` |", f.name)))
+            .unwrap_or_else(|| panic!("docs/operations.md lists no {}", f.name));
+        let labels: Vec<&str> = row.split('|').nth(2).unwrap_or("").split(',').collect();
+        let labels: Vec<&str> = labels.iter().map(|l| l.trim().trim_matches('`')).collect();
+        let want: Vec<&str> = f.labels.split(',').collect();
+        assert_eq!(labels, want, "labels of {} in docs/operations.md", f.name);
+    }
+    assert_eq!(
+        rows.len(),
+        families.len(),
+        "a metric listed twice or not exported"
+    );
+}

@@ -14,6 +14,7 @@ use pgnode_core::{secrets, Ctx, Error};
 mod docs_tests;
 mod host;
 mod restore;
+mod status;
 
 const DEFAULT_CONFIG: &str = "/vagrant/config/cluster.json";
 
@@ -40,6 +41,8 @@ const STATUS_AFTER_HELP: &str = "\
 Examples:
   sudo pgnode status                     the table; exit 0 healthy, 1 not
   sudo pgnode status --json              the same as JSON, for scripts and monitoring
+  sudo pgnode status --prometheus /var/lib/prometheus/node-exporter/pgnode.prom
+                                         metrics for node_exporter's textfile collector
   sudo pgnode status --node slave2       when neither host name nor address tells which node";
 
 const SECRETS_AFTER_HELP: &str = "\
@@ -108,14 +111,7 @@ struct Cli {
 enum Command {
     /// Show what this node is and whether it is healthy (exit 1 when not).
     #[command(after_help = STATUS_AFTER_HELP)]
-    Status {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// The role to report on (default: found from the host name or local addresses).
-        #[arg(long, value_parser = parse_role)]
-        role: Option<Role>,
-    },
+    Status(status::StatusArgs),
     /// Create the secrets file beside the config if it does not exist, or add what it lacks
     /// (never prints secrets).
     #[command(after_help = SECRETS_AFTER_HELP)]
@@ -148,9 +144,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     match cli.command {
-        Some(Command::Status { json, role }) => {
-            status(cluster, role, cli.node.as_deref(), &cli.config, json)
-        }
+        Some(Command::Status(a)) => status::run(cluster, cli.node.as_deref(), &cli.config, a),
         Some(Command::Secrets { rotate_tls }) => make_secrets(&cluster, &cli.config, rotate_tls),
         Some(Command::Config) => print_config(&cluster),
         Some(Command::Restore(a)) => restore::run(cluster, &cli.config, a),
@@ -288,44 +282,6 @@ fn print_entry(e: &Entry) {
     }
     let sep = if detail.is_empty() { "" } else { ": " };
     println!("{tag:>12}  {}{sep}{detail}  [{:.1}s]", e.step, e.seconds);
-}
-
-fn status(
-    cluster: Cluster,
-    role: Option<Role>,
-    name: Option<&str>,
-    config: &Path,
-    json: bool,
-) -> ExitCode {
-    let node = match (name, role) {
-        (Some(n), _) => cluster.named(n),
-        (None, Some(r)) => host::local_of_role(&cluster, r),
-        (None, None) => host::detect_node(&cluster),
-    };
-    let Some(node) = node.cloned() else {
-        eprintln!("pgnode: cannot tell which node this is (no host name or local address matches the config): pass --node NAME or --role");
-        return ExitCode::from(2);
-    };
-    let role = node.role;
-    let ctx = match Ctx::new(cluster, node, Path::new("/"), config, false) {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e),
-    };
-    let s = match role {
-        Role::Master => pgnode_master::status::status(&ctx),
-        Role::Slave => pgnode_slave::status::status(&ctx),
-        Role::Backup => pgnode_backup::status::status(&ctx),
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-    } else {
-        print!("{}", s.table());
-    }
-    if s.healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
 }
 
 fn print_config(cluster: &Cluster) -> ExitCode {

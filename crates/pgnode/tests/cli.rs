@@ -248,3 +248,55 @@ fn config_prints_the_normalized_config_and_refuses_an_invalid_one() {
     );
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn status_help_lists_prometheus() {
+    let o = pgnode(&["status", "--help"]);
+    assert!(o.status.success());
+    let (out, _) = text(&o);
+    for want in ["--json", "--prometheus <FILE>", "node-exporter/pgnode.prom"] {
+        assert!(out.contains(want), "status --help lacks {want}:\n{out}");
+    }
+    let o = pgnode(&["status", "--json", "--prometheus", "-"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+}
+
+/// Whatever this machine's PostgreSQL says (most likely nothing: the node is unhealthy), the
+/// metrics file is written and the exit code says only that.
+#[test]
+fn status_prometheus_writes_the_file_and_exits_0_when_written() {
+    let d = scratch("prometheus");
+    let cfg = d.join("cluster.json");
+    let fixed = shipped_config().replace("\"major\": \"auto\"", "\"major\": 15");
+    std::fs::write(&cfg, fixed).unwrap();
+    let file = d.join("pgnode.prom");
+    let args = [
+        "status",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--node",
+        "master",
+    ];
+    let o = pgnode(&[&args[..], &["--prometheus", file.to_str().unwrap()]].concat());
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.is_empty(), "nothing on stdout when written: {out}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    for want in [
+        "# TYPE pgnode_status_healthy gauge\npgnode_status_healthy ",
+        "pgnode_node_info{node=\"master\",role=\"master\",address=\"192.168.11.101\"} 1\n",
+        "pgnode_postgresql_major 15\n",
+        "pgnode_status_check_ok{check=\"postgresql\"} ",
+    ] {
+        assert!(written.contains(want), "{want:?} not in:\n{written}");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    let missing = d.join("no-such-dir/pgnode.prom");
+    let o = pgnode(&[&args[..], &["--prometheus", missing.to_str().unwrap()]].concat());
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-dir/pgnode.prom"), "{err}");
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -1,6 +1,8 @@
 //! `pgnode restore` arguments: exactly one recovery target, well-formed values, and the choice
 //! of the base backup to start from. Pure functions, so every refusal is unit tested.
 
+use pgnode_core::common::days_from_civil;
+
 use crate::barman::Backup;
 
 /// Where recovery stops.
@@ -98,16 +100,6 @@ fn days_in_month(y: u32, m: u32) -> u32 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
 }
 
 /// Splits a time zone suffix: `Z`, `UTC`, `+HH`, `+HHMM`, `+HH:MM` (or `-`). Returns the rest
