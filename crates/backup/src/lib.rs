@@ -136,6 +136,8 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
         .collect();
     steps.push(common::service("ssh".into()));
     steps.push(common::service("cron".into()));
+    // Early: the alerts must work when a later step (Barman's) is what fails.
+    steps.extend(pgnode_core::monitoring::steps(ctx, t)?);
     steps.push(barman::sshd_serves_pinned_key(ctx));
     steps.push(barman::master_login(ctx));
     steps.push(lost_tail::lost_partial_set_aside(ctx));

@@ -12,7 +12,12 @@ use crate::{pg, secrets, system, wait, Ctx};
 /// What every role does before it can render its files: install its packages, then load (or
 /// generate) the secrets.
 pub fn prepare(ctx: &Ctx, pkgs: Vec<String>) -> Vec<Step<'_>> {
-    vec![packages(ctx, pkgs), secrets(ctx)]
+    let mut steps = vec![packages(ctx, pkgs), secrets(ctx)];
+    if ctx.cluster.monitoring.enabled {
+        // Before rendering: the web config's bcrypt hash needs mkpasswd (whois).
+        steps.push(crate::monitoring::install(ctx));
+    }
+    steps
 }
 
 /// What both PostgreSQL roles install (either may become the other on a switchover): the server,
@@ -56,16 +61,22 @@ pub fn secrets(ctx: &Ctx) -> Step<'_> {
     Step::change(
         format!("secrets {}", ctx.secrets_path().display()),
         move || {
-            Ok(match secrets::load(&ctx.secrets_path(), &ctx.users())? {
-                Some(s) => match s.tls_for(&nodes) {
-                    Ok(_) => {
-                        ctx.set_secrets(s);
-                        Check::Ok
-                    }
-                    Err(why) => Check::Needs(why),
+            Ok(
+                match secrets::load_any(&ctx.secrets_path(), &ctx.users())? {
+                    Some(s) => match (
+                        s.tls_for(&nodes),
+                        secrets::missing_passwords(&s, &ctx.users()),
+                    ) {
+                        (Ok(_), m) if m.is_empty() => {
+                            ctx.set_secrets(s);
+                            Check::Ok
+                        }
+                        (Err(why), _) => Check::Needs(why),
+                        (Ok(_), m) => Check::Needs(format!("no password yet for {}", m.join(", "))),
+                    },
+                    None => Check::Needs("not generated yet".into()),
                 },
-                None => Check::Needs("not generated yet".into()),
-            })
+            )
         },
         move || {
             let (s, _) = secrets::load_or_create(&ctx.secrets_path(), &ctx.users(), &n2)?;

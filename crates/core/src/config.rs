@@ -10,6 +10,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use monitoring::{Email, Monitoring};
+
 /// One problem in the config, naming the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -233,6 +235,7 @@ pub struct Cluster {
     pub postgresql: Postgres,
     pub replication: Replication,
     pub barman: Barman,
+    pub monitoring: Monitoring,
 }
 
 impl Cluster {
@@ -334,6 +337,22 @@ impl Cluster {
             &self.barman.streaming_user,
         ]
     }
+
+    /// The PostgreSQL role postgres_exporter logs in as (`pg_monitor`, local connections only).
+    pub const MONITOR_USER: &'static str = "pgnode_monitor";
+    /// The secret holding the password of the monitoring endpoints' basic auth.
+    pub const WEB_PASSWORD: &'static str = "monitoring-web";
+    /// The secret the bcrypt salt of that password is derived from (so the hash is stable).
+    pub const WEB_SALT: &'static str = "monitoring-web-salt";
+
+    /// The names of every password in the secrets: the roles pgnode creates (the monitoring
+    /// role included, whether monitoring is on or not, so that turning it on changes no secret)
+    /// and the monitoring endpoints' password and salt.
+    pub fn secret_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.pg_users().iter().map(|u| u.as_str()).collect();
+        v.extend([Self::MONITOR_USER, Self::WEB_PASSWORD, Self::WEB_SALT]);
+        v
+    }
 }
 
 /// Every key the config parser accepts, as a dotted path (`postgresql.port`, `nodes[].slot`).
@@ -343,6 +362,7 @@ pub fn accepted_keys() -> Vec<String> {
     raw::accepted_keys()
 }
 
+mod monitoring;
 mod normalized;
 mod raw;
 mod rules;

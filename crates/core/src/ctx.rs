@@ -33,6 +33,8 @@ pub struct Ctx {
     /// Master only: promote this standby without proof that the old primary's WAL is all
     /// here (failover; the old primary is gone).
     pub force_promote: bool,
+    /// Rendering only (the golden tests): tools a real run installs first may be missing.
+    pub plan_only: bool,
     secrets: OnceCell<Secrets>,
 }
 
@@ -83,6 +85,7 @@ impl Ctx {
             major,
             dry_run,
             reclone: false,
+            plan_only: false,
             force_promote: false,
             secrets: OnceCell::new(),
         }
@@ -100,7 +103,7 @@ impl Ctx {
 
     /// The role names whose passwords the secrets file holds.
     pub fn users(&self) -> Vec<&str> {
-        self.cluster.pg_users().iter().map(|u| u.as_str()).collect()
+        self.cluster.secret_names()
     }
 
     /// Where the secrets live: beside the config.
@@ -120,7 +123,19 @@ impl Ctx {
         if let Some(s) = self.secrets.get() {
             return Ok(s);
         }
-        if let Some(s) = secrets::load(&self.secrets_path(), &self.users())? {
+        if self.dry_run {
+            // A file from an older pgnode lacks the passwords a newer one adds: the run would
+            // add them; the plan shows placeholders.
+            if let Some(mut s) = secrets::load_any(&self.secrets_path(), &self.users())? {
+                for u in secrets::missing_passwords(&s, &self.users()) {
+                    s.passwords.insert(
+                        u.to_string(),
+                        format!("<{u} password generated on first run>"),
+                    );
+                }
+                return Ok(self.secrets.get_or_init(|| s));
+            }
+        } else if let Some(s) = secrets::load(&self.secrets_path(), &self.users())? {
             return Ok(self.secrets.get_or_init(|| s));
         }
         if self.dry_run {

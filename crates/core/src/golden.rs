@@ -34,7 +34,7 @@ pub fn ctx_for(text: &str, name: &str, major: u16) -> Ctx {
         .expect("node in the golden config")
         .clone();
     let major = PgMajor::new(major).expect("supported major");
-    let ctx = Ctx::with_major(
+    let mut ctx = Ctx::with_major(
         cluster,
         node,
         Path::new("/"),
@@ -42,6 +42,7 @@ pub fn ctx_for(text: &str, name: &str, major: u16) -> Ctx {
         major,
         false,
     );
+    ctx.plan_only = true;
     let passwords: BTreeMap<String, String> = ctx
         .users()
         .iter()

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod files;
 pub mod golden;
 pub mod metrics;
+pub mod monitoring;
 pub mod pg;
 pub mod render;
 pub mod secrets;

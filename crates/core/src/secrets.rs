@@ -112,6 +112,48 @@ pub fn path_for(config: &Path) -> PathBuf {
 ///
 /// Errors: [`Error::Secrets`] when it is readable by others, unparsable or incomplete.
 pub fn load(path: &Path, users: &[&str]) -> Result<Option<Secrets>> {
+    let Some(s) = load_file(path)? else {
+        return Ok(None);
+    };
+    for u in users {
+        s.password(u, path)?;
+    }
+    Ok(Some(s))
+}
+
+/// Passwords a later pgnode added (the monitoring role and endpoints): a file written before
+/// lacks them, and the next run generates them, keeping every other secret.
+pub const ADDED_LATER: [&str; 3] = [
+    crate::config::Cluster::MONITOR_USER,
+    crate::config::Cluster::WEB_PASSWORD,
+    crate::config::Cluster::WEB_SALT,
+];
+
+/// The names in `users` the file has no password for.
+pub fn missing_passwords<'a>(s: &Secrets, users: &[&'a str]) -> Vec<&'a str> {
+    users
+        .iter()
+        .filter(|u| !s.passwords.contains_key(**u))
+        .copied()
+        .collect()
+}
+
+/// Reads the secrets file if it exists; of `users`, only the passwords [`ADDED_LATER`] may be
+/// missing.
+///
+/// Errors: [`Error::Secrets`] when it is readable by others, unparsable, or lacks another
+/// password.
+pub fn load_any(path: &Path, users: &[&str]) -> Result<Option<Secrets>> {
+    let Some(s) = load_file(path)? else {
+        return Ok(None);
+    };
+    for u in users.iter().filter(|u| !ADDED_LATER.contains(u)) {
+        s.password(u, path)?;
+    }
+    Ok(Some(s))
+}
+
+fn load_file(path: &Path) -> Result<Option<Secrets>> {
     let bad = |message: String| Error::Secrets {
         path: path.to_path_buf(),
         message,
@@ -140,9 +182,6 @@ pub fn load(path: &Path, users: &[&str]) -> Result<Option<Secrets>> {
         serde_json::from_str(&text).map_err(|e| bad(format!("not a pgnode secrets file: {e}")))?;
     if s.version != 1 {
         return Err(bad(format!("unsupported version {}", s.version)));
-    }
-    for u in users {
-        s.password(u, path)?;
     }
     plausible(&s).map_err(bad)?;
     Ok(Some(s))
@@ -199,8 +238,8 @@ pub fn load_or_create(
     users: &[&str],
     nodes: &[(String, Ipv4Addr)],
 ) -> Result<(Secrets, bool)> {
-    if let Some(s) = load(path, users)? {
-        if s.tls_for(nodes).is_ok() {
+    if let Some(s) = load_any(path, users)? {
+        if s.tls_for(nodes).is_ok() && missing_passwords(&s, users).is_empty() {
             return Ok((s, false));
         }
         return replace_tls(path, users, nodes, false);
@@ -247,8 +286,9 @@ pub fn load_or_create(
 
 /// Generates new TLS material (a new CA and every node's certificate) into the existing file
 /// when `force` (`pgnode secrets --rotate-tls`) or when it has none; else, when it does not
-/// cover `nodes`, adds the missing nodes' certificates signed by the existing CA. Serialised by a lock beside the file, so that two nodes upgrading an old file at
-/// once do not make two CAs.
+/// cover `nodes`, adds the missing nodes' certificates signed by the existing CA. Generates the
+/// passwords of `users` the file lacks, keeping every other secret. Serialised by a lock beside
+/// the file, so that two nodes upgrading an old file at once do not make two CAs.
 ///
 /// Errors: as [`load_or_create`]; [`Error::Secrets`] when the file does not exist.
 pub fn replace_tls(
@@ -270,19 +310,25 @@ pub fn replace_tls(
         .open(&lock_path)
         .map_err(werr)?;
     lock.lock().map_err(werr)?;
-    let mut s = load(path, users)?.ok_or_else(|| Error::Secrets {
+    let mut s = load_any(path, users)?.ok_or_else(|| Error::Secrets {
         path: path.to_path_buf(),
         message: "does not exist (run pgnode secrets first)".into(),
     })?;
-    if !force && s.tls_for(nodes).is_ok() {
+    let missing = missing_passwords(&s, users);
+    if !force && s.tls_for(nodes).is_ok() && missing.is_empty() {
         return Ok((s, false));
+    }
+    for u in missing {
+        s.passwords.insert(u.to_string(), random_password(path)?);
     }
     // Only a rotation, or a file without TLS yet, makes a new CA; a node added to the config
     // gets its certificate from the CA every node already trusts.
-    s.tls = Some(match (&s.tls, force) {
-        (Some(t), false) => tls::extend(t, nodes)?,
-        _ => tls::generate(nodes)?,
-    });
+    if force || s.tls_for(nodes).is_err() {
+        s.tls = Some(match (&s.tls, force) {
+            (Some(t), false) => tls::extend(t, nodes)?,
+            _ => tls::generate(nodes)?,
+        });
+    }
     let tmp = path.with_file_name(format!(
         ".secrets.json.{}.tmp",
         crate::files::unique_suffix()

@@ -56,6 +56,46 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "ssh_config",
         include_str!("../../../config/templates/ssh_config.hbs"),
     ),
+    (
+        "monitoring-web.yml",
+        include_str!("../../../config/templates/monitoring-web.yml.hbs"),
+    ),
+    (
+        "node-exporter.default",
+        include_str!("../../../config/templates/node-exporter.default.hbs"),
+    ),
+    (
+        "postgres-exporter.default",
+        include_str!("../../../config/templates/postgres-exporter.default.hbs"),
+    ),
+    (
+        "prometheus.default",
+        include_str!("../../../config/templates/prometheus.default.hbs"),
+    ),
+    (
+        "alertmanager.default",
+        include_str!("../../../config/templates/alertmanager.default.hbs"),
+    ),
+    (
+        "prometheus.yml",
+        include_str!("../../../config/templates/prometheus.yml.hbs"),
+    ),
+    (
+        "alertmanager.yml",
+        include_str!("../../../config/templates/alertmanager.yml.hbs"),
+    ),
+    (
+        "pgnode-alerts.yml",
+        include_str!("../../../config/templates/pgnode-alerts.yml.hbs"),
+    ),
+    (
+        "pgnode-metrics.service",
+        include_str!("../../../config/templates/pgnode-metrics.service.hbs"),
+    ),
+    (
+        "pgnode-metrics.timer",
+        include_str!("../../../config/templates/pgnode-metrics.timer.hbs"),
+    ),
 ];
 
 /// A strict registry holding every embedded template.

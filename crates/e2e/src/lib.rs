@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod load;
 pub mod node;
 pub mod process;
+pub mod prom;
 pub mod runner;
 pub mod target;
 pub mod text;

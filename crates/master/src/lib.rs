@@ -3,11 +3,11 @@
 //! slots, and the SSH key archive_command uses to reach the backup node.
 
 use pgnode_core::common;
-use pgnode_core::config::Role;
+use pgnode_core::config::{Cluster, Role};
 use pgnode_core::ctx::POSTGRES_HOME;
 use pgnode_core::files::FileSpec;
 use pgnode_core::templates::Templates;
-use pgnode_core::{render, Ctx, Result, Step};
+use pgnode_core::{monitoring, render, Ctx, Result, Step};
 
 mod heartbeat;
 pub mod promote;
@@ -94,6 +94,11 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
         steps.push(sql::slot(ctx, s.standby_slot()?.as_str()));
     }
     steps.push(sql::slot(ctx, c.barman.slot.as_str()));
+    // The monitoring role exists whether monitoring is on or not (no network pg_hba line: it
+    // logs in over loopback only), so that turning monitoring on needs no rerun of this role.
+    steps.push(sql::role(ctx, Cluster::MONITOR_USER, false));
+    steps.push(sql::monitor_grants(ctx));
+    steps.extend(monitoring::steps(ctx, t)?);
     Ok(steps)
 }
 

@@ -144,6 +144,17 @@ pub fn rewind_grants(ctx: &Ctx) -> Step<'_> {
     )
 }
 
+/// The monitoring role (postgres_exporter's login) is a member of `pg_monitor`, nothing more.
+pub fn monitor_grants(ctx: &Ctx) -> Step<'_> {
+    grants(
+        ctx,
+        pgnode_core::config::Cluster::MONITOR_USER,
+        Vec::new(),
+        vec!["pg_monitor"],
+        "may read statistics (pg_monitor, not superuser)",
+    )
+}
+
 fn grants<'a>(
     ctx: &'a Ctx,
     user: &'a str,

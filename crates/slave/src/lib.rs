@@ -112,6 +112,7 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(common::pg_settings_loaded(ctx));
     steps.push(slots::no_leftover_slots(ctx));
     steps.push(clone::streaming(ctx, state, marker));
+    steps.extend(pgnode_core::monitoring::steps(ctx, t)?);
     Ok(steps)
 }
 

@@ -29,6 +29,7 @@ impl Cluster {
             "postgresql": self.postgresql,
             "replication": self.replication,
             "barman": self.barman,
+            "monitoring": self.monitoring,
         })
     }
 

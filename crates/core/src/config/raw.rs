@@ -21,6 +21,8 @@ pub(super) struct RawConfig {
     pub(super) replication: RawReplication,
     #[serde(default)]
     pub(super) barman: RawBarman,
+    #[serde(default)]
+    pub(super) monitoring: super::monitoring::RawMonitoring,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +137,7 @@ const KNOWN: &[(&str, &[&str])] = &[
             "postgresql",
             "replication",
             "barman",
+            "monitoring",
         ],
     ),
     ("nodes[]", &["name", "role", "address", "slot"]),
@@ -167,6 +170,23 @@ const KNOWN: &[(&str, &[&str])] = &[
             "incremental_schedule",
         ],
     ),
+    (
+        "monitoring",
+        &[
+            "enabled",
+            "scrape_interval_seconds",
+            "alert_after_seconds",
+            "replay_lag_alert_seconds",
+            "slot_retained_alert_mb",
+            "backup_age_alert_hours",
+            "disk_used_alert_percent",
+            "certificate_expiry_alert_days",
+            "retention_size_mb",
+            "webhooks",
+            "email",
+        ],
+    ),
+    ("monitoring.email", &["to", "from", "smarthost"]),
 ];
 
 /// Every key the parser accepts, as a dotted path: `version`, `nodes[].name`, `postgresql.port`,

@@ -19,6 +19,7 @@ const TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("postgresql", Kind::Object),
             ("replication", Kind::Object),
             ("barman", Kind::Object),
+            ("monitoring", Kind::Object),
         ],
     ),
     (
@@ -61,6 +62,30 @@ const TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("minimum_redundancy", Kind::Uint),
             ("last_backup_maximum_age", Kind::Str),
             ("backup_schedule", Kind::Str),
+        ],
+    ),
+    (
+        "monitoring",
+        &[
+            ("enabled", Kind::Bool),
+            ("scrape_interval_seconds", Kind::Uint),
+            ("alert_after_seconds", Kind::Uint),
+            ("replay_lag_alert_seconds", Kind::Uint),
+            ("slot_retained_alert_mb", Kind::Uint),
+            ("backup_age_alert_hours", Kind::Uint),
+            ("disk_used_alert_percent", Kind::Uint),
+            ("certificate_expiry_alert_days", Kind::Uint),
+            ("retention_size_mb", Kind::Uint),
+            ("webhooks", Kind::Array),
+            ("email", Kind::Object),
+        ],
+    ),
+    (
+        "monitoring.email",
+        &[
+            ("to", Kind::Str),
+            ("from", Kind::Str),
+            ("smarthost", Kind::Str),
         ],
     ),
 ];
@@ -132,9 +157,34 @@ pub(super) fn type_problems(root: &Value) -> Vec<Problem> {
             }
         }
     }
-    for section in ["network", "postgresql", "replication", "barman"] {
+    for section in [
+        "network",
+        "postgresql",
+        "replication",
+        "barman",
+        "monitoring",
+    ] {
         if let Some(m) = top.get(section).and_then(Value::as_object) {
             object(m, section, section, &mut out);
+        }
+    }
+    if let Some(m) = top
+        .get("monitoring")
+        .and_then(|m| m.get("email"))
+        .and_then(Value::as_object)
+    {
+        object(m, "monitoring.email", "monitoring.email", &mut out);
+    }
+    if let Some(hooks) = top
+        .get("monitoring")
+        .and_then(|m| m.get("webhooks"))
+        .and_then(Value::as_array)
+    {
+        for (i, h) in hooks.iter().enumerate().filter(|(_, h)| !h.is_string()) {
+            out.push(Problem {
+                field: format!("monitoring.webhooks[{i}]"),
+                message: format!("must be a string (a URL), not {}", short(h)),
+            });
         }
     }
     out

@@ -373,6 +373,14 @@ fn accepted_keys_are_exactly_the_fields_of_the_typed_model() {
     add("postgresql", serde_fields::<RawPostgres>());
     add("replication", serde_fields::<RawReplication>());
     add("barman", serde_fields::<RawBarman>());
+    add(
+        "monitoring",
+        serde_fields::<super::monitoring::RawMonitoring>(),
+    );
+    add(
+        "monitoring.email",
+        serde_fields::<super::monitoring::Email>(),
+    );
     let mut accepted = accepted_keys();
     accepted.sort();
     from_serde.sort();

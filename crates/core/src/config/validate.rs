@@ -59,6 +59,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
         synchronous: raw.replication.synchronous,
     };
     let barman = validate_barman(&raw.barman, &mut v);
+    let monitoring = super::monitoring::validate_monitoring(&raw.monitoring, &mut v);
     cross_checks(&replication, &barman, &mut v);
     if let Some((master, slaves, _)) = &nodes {
         let pg_nodes: Vec<&Node> = std::iter::once(master).chain(slaves).collect();
@@ -73,6 +74,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
             postgresql,
             replication,
             barman,
+            monitoring,
         }),
         _ => Err(v.0),
     }

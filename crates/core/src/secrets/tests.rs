@@ -88,3 +88,29 @@ fn a_file_without_tls_gets_it_once_and_rotation_replaces_it() {
     assert_eq!(mode, 0o600);
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn passwords_added_later_are_generated_into_an_older_file_and_others_are_not() {
+    if which::which("ssh-keygen").is_err() || which::which("openssl").is_err() {
+        eprintln!("skipping: ssh-keygen or openssl not installed");
+        return;
+    }
+    let d = dir("added-later");
+    let p = d.join("secrets.json");
+    let (old, _) = load_or_create(&p, &["barman"], &nodes()).unwrap();
+    let users = ["barman", ADDED_LATER[0], ADDED_LATER[1], ADDED_LATER[2]];
+    assert!(load(&p, &users).is_err(), "strict load must miss them");
+    let (new, changed) = load_or_create(&p, &users, &nodes()).unwrap();
+    assert!(changed);
+    assert_eq!(new.passwords["barman"], old.passwords["barman"]);
+    assert!(new.tls == old.tls, "the TLS material must survive");
+    assert!(new.archive_ssh_key == old.archive_ssh_key);
+    for u in ADDED_LATER {
+        assert_eq!(new.passwords[u].len(), 32, "{u}");
+    }
+    assert_eq!(load(&p, &users).unwrap().unwrap(), new);
+    // A role's password that is not one added later is still refused when missing.
+    let e = load_any(&p, &["someone"]).unwrap_err().to_string();
+    assert!(e.contains("no password for role \"someone\""), "{e}");
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -193,7 +193,7 @@ fn status_line(text: &str) -> String {
 }
 
 /// Flips 16 bytes of the largest file of template1 in the newest backup; returns its id.
-fn corrupt_newest(cx: &Ctx, backup: &Node, server: &str) -> Result<String> {
+pub(crate) fn corrupt_newest(cx: &Ctx, backup: &Node, server: &str) -> Result<String> {
     let base = format!("/var/lib/barman/{server}/base");
     let list = backup.ok(&["ls", "-1", &base])?;
     let mut ids: Vec<&str> = list

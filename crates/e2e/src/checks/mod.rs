@@ -12,7 +12,7 @@ mod bad_config;
 mod day2;
 mod disaster;
 mod drift;
-mod drill;
+pub(crate) mod drill;
 mod failover;
 mod fault_backup_down;
 mod fault_concurrent;
@@ -26,6 +26,7 @@ mod fault_standby_down;
 mod forced_command;
 mod idempotence;
 mod incremental;
+mod monitoring;
 mod network;
 mod pitr_timeline;
 mod promotion_soak;
@@ -60,6 +61,8 @@ pub const ALL: &[Check] = &[
     check!("tls", tls::run),
     check!("forced-command", forced_command::run),
     check!("secrets-hidden", secrets_hidden::run),
+    // Issue 18: exporters, Prometheus, Alertmanager; faults raise their alerts.
+    check!("monitoring", monitoring::run),
     // The fault drills (issue 9): each leaves the cluster healthy and as configured.
     check!("fault-standby-down", fault_standby_down::run),
     check!("fault-slot-lost", fault_slot_lost::run),

@@ -154,6 +154,7 @@ fn the_registry_lists_the_checks_in_order() {
             "tls",
             "forced-command",
             "secrets-hidden",
+            "monitoring",
             "fault-standby-down",
             "fault-slot-lost",
             "fault-partition",
