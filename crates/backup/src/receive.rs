@@ -50,7 +50,15 @@ pub fn receive_wal(ctx: &Ctx) -> Step<'_> {
             "receive-wal streams through slot {}",
             ctx.cluster.barman.slot
         ),
-        move || Ok(receive_wal_streaming(ctx)?.map_or_else(Check::Needs, |_| Check::Ok)),
+        move || {
+            if slot_lost(ctx)? {
+                return Ok(Check::Needs(format!(
+                    "the master invalidated slot {} (max_slot_wal_keep_size)",
+                    ctx.cluster.barman.slot
+                )));
+            }
+            Ok(receive_wal_streaming(ctx)?.map_or_else(Check::Needs, |_| Check::Ok))
+        },
         move || {
             let server = ctx.cluster.barman.server.as_str();
             // A receive-wal still attached to a former primary (or stuck on its timeline,
@@ -61,6 +69,7 @@ pub fn receive_wal(ctx: &Ctx) -> Step<'_> {
             if slot_lost(ctx)? {
                 // max_slot_wal_keep_size invalidated Barman's slot: it never serves again.
                 eprintln!("pgnode: Barman's slot on the master was invalidated: re-creating it");
+                slot_released(ctx)?;
                 recreate_slot(server)?;
             }
             if start_receive_wal(ctx)? == Streaming::WalRemoved {
@@ -86,6 +95,27 @@ pub fn receive_wal(ctx: &Ctx) -> Step<'_> {
     )
 }
 
+/// Waits (bounded) until no walsender holds Barman's slot: the stopped receive-wal's walsender
+/// exits once it notices.
+fn slot_released(ctx: &Ctx) -> Result<()> {
+    let q = format!(
+        "SELECT coalesce((SELECT active::text FROM pg_replication_slots WHERE slot_name = '{}'), 'missing');",
+        ctx.cluster.barman.slot
+    );
+    wait::until(
+        "Barman's slot to be released on the master",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            let r = pg::query(&query_master(ctx, &q))?;
+            Ok(match r.first().map(|r| r[0].as_str()) {
+                Some("true") => Err("active=true".to_string()),
+                _ => Ok(()),
+            })
+        },
+    )
+}
+
 /// Drops Barman's slot (if there) and creates it anew, reserving WAL from now on. Barman's
 /// streaming user may (REPLICATION).
 fn recreate_slot(server: &str) -> Result<()> {
@@ -96,13 +126,16 @@ fn recreate_slot(server: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether max_slot_wal_keep_size invalidated Barman's slot (PostgreSQL >= 13 can say so).
+/// Whether max_slot_wal_keep_size invalidated Barman's slot (PostgreSQL >= 13 can say so):
+/// `lost`, or still streamed through, which PostgreSQL shows as `unreserved` with the bound not
+/// reached (see the slave role's slot_valid).
 fn slot_lost(ctx: &Ctx) -> Result<bool> {
     if ctx.major.get() < 13 {
         return Ok(false);
     }
     let q = format!(
-        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' AND wal_status = 'lost';",
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}' \
+         AND (wal_status = 'lost' OR (wal_status = 'unreserved' AND coalesce(safe_wal_size, 0) > 0));",
         ctx.cluster.barman.slot
     );
     Ok(pg::query(&query_master(ctx, &q))?

@@ -192,6 +192,27 @@ fn slot_line(ctx: &Ctx, slot: &str, row: Option<&[String]>) -> (String, bool, se
             false,
             serde_json::json!({"wal_status": "lost"}),
         ),
+        // PostgreSQL shows an invalidated slot that a walsender still streams through as
+        // unreserved, with the bound not reached: it protects no WAL any more.
+        Some(r)
+            if col(r, 1) == "unreserved"
+                && col(r, 3).parse::<i64>().is_ok_and(|safe| safe > 0) =>
+        {
+            (
+                format!(
+                    "INVALIDATED but still streamed through (active={}, wal_status unreserved, retained={}): it protects no WAL; {}",
+                    col(r, 0),
+                    human(col(r, 2)),
+                    if slot == ctx.cluster.barman.slot.as_str() {
+                        "rerun `pgnode --role backup` on the backup node (re-creates the slot)"
+                    } else {
+                        "rerun `pgnode --role slave` on its standby (re-creates the slot without a re-clone)"
+                    }
+                ),
+                false,
+                serde_json::json!({"wal_status": "unreserved", "retained_bytes": col(r, 2).parse::<i64>().ok()}),
+            )
+        }
         Some(r) => {
             let c = |i| col(r, i);
             let ok = c(0) == "t" && (c(1) == "reserved" || c(1) == "extended");

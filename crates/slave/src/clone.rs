@@ -177,12 +177,20 @@ pub(crate) fn reclone(ctx: &Ctx, facts: &MasterFacts, marker: &FileSpec) -> Resu
     let aside = clear_data_dir(ctx)?;
     *facts.set_aside.borrow_mut() = aside.clone();
     facts.cloned.set(true);
+    let slot = ctx.node().standby_slot()?.as_str();
     let create_slot = match crate::repair::read_slot(ctx)? {
         SlotOnMaster::Invalidated => {
             crate::repair::drop_invalidated_slot(ctx)?;
             true
         }
         SlotOnMaster::Missing => true,
+        // A restart_lsn does not prove the slot valid: the old standby's first reply set it
+        // again on the invalidated slot. Cloning through it would leave the new standby
+        // streaming through a slot that protects nothing.
+        SlotOnMaster::Usable if crate::slot_valid::invalidated(ctx, slot) => {
+            crate::slot_valid::drop_when_released(ctx, slot)?;
+            true
+        }
         SlotOnMaster::Usable | SlotOnMaster::Unknown => false,
     };
     base_backup(ctx, create_slot).map_err(|e| match &aside {

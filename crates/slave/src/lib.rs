@@ -15,6 +15,7 @@ use pgnode_core::{Ctx, Result, Step};
 mod clone;
 pub mod rejoin;
 pub mod repair;
+mod slot_valid;
 mod slots;
 mod stale_wal;
 pub mod status;
@@ -111,6 +112,7 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     steps.push(common::pg_ready(ctx));
     steps.push(common::pg_settings_loaded(ctx));
     steps.push(slots::no_leftover_slots(ctx));
+    steps.push(slot_valid::slot_valid(ctx));
     steps.push(clone::streaming(ctx, state, marker));
     steps.extend(pgnode_core::monitoring::steps(ctx, t)?);
     Ok(steps)
