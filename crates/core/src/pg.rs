@@ -77,7 +77,9 @@ pub fn remote(os_user: &str, conninfo: &str, passfile: &Path, sql: &str) -> Cmd 
         Cmd::new("psql")
             .user(os_user)
             .env("PGPASSFILE", passfile.to_string_lossy())
-            .env("PGCONNECT_TIMEOUT", "5")
+            // The TLS handshake and SCRAM's 4096 PBKDF2 rounds on both ends: under software
+            // emulation on a loaded host they outlasted 5 s (vagrant-test, twice).
+            .env("PGCONNECT_TIMEOUT", "15")
             // Connections between nodes verify the server against the cluster CA.
             .env("PGSSLMODE", "verify-full")
             .env("PGSSLROOTCERT", crate::tls::CA_FILE)
