@@ -108,6 +108,15 @@ pub fn packages(role: Role) -> Vec<String> {
     p
 }
 
+/// The `policy-rc.d` pgnode writes for the length of an install (recognised by its content, so
+/// that one left behind by an interrupted run is removed by the next).
+const POLICY: &str =
+    "#!/bin/sh\n# pgnode: no daemon starts while monitoring packages install\nexit 101\n";
+
+fn policy_left_behind(ctx: &Ctx) -> bool {
+    std::fs::read_to_string(ctx.path(Path::new(POLICY_RC_D))).is_ok_and(|t| t == POLICY)
+}
+
 /// Installs the monitoring packages without letting Debian start them (a `policy-rc.d` that
 /// forbids every start exists for the length of the install, unless one was already there).
 pub fn install(ctx: &Ctx) -> Step<'_> {
@@ -120,26 +129,27 @@ pub fn install(ctx: &Ctx) -> Step<'_> {
         ),
         move || {
             let missing = system::missing_packages(&p1)?;
-            Ok(if missing.is_empty() {
-                Check::Ok
-            } else {
+            Ok(if !missing.is_empty() {
                 Check::Needs(format!("not installed: {}", missing.join(" ")))
+            } else if policy_left_behind(ctx) {
+                Check::Needs(format!("{POLICY_RC_D} left behind by an interrupted run"))
+            } else {
+                Check::Ok
             })
         },
         move || {
             let missing = system::missing_packages(&p2)?;
             let policy = ctx.path(Path::new(POLICY_RC_D));
-            let ours = !policy.exists();
+            let ours = !policy.exists() || policy_left_behind(ctx);
             if ours {
-                let spec = FileSpec::new(
-                    POLICY_RC_D,
-                    "#!/bin/sh\n# pgnode: no daemon starts while monitoring packages install\nexit 101\n",
-                    "root",
-                    0o755,
-                );
+                let spec = FileSpec::new(POLICY_RC_D, POLICY, "root", 0o755);
                 crate::files::write(&ctx.root, &spec, true)?;
             }
-            let r = system::apt_install(&missing);
+            let r = if missing.is_empty() {
+                Ok(())
+            } else {
+                system::apt_install(&missing)
+            };
             if ours {
                 std::fs::remove_file(&policy).map_err(|source| Error::Write {
                     path: policy.clone(),
