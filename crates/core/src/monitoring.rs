@@ -250,20 +250,7 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
 /// Errors: template, secrets or mkpasswd failures.
 pub fn files(ctx: &Ctx, t: &Templates) -> Result<Vec<FileSpec>> {
     let data = data(ctx)?;
-    let me = ctx.node().name.to_string();
-    let (cert, key) = match ctx
-        .secrets()?
-        .tls_for(&crate::secrets::tls_nodes(&ctx.cluster))
-    {
-        Ok(t) => (t.nodes[&me].cert.clone(), t.nodes[&me].key.clone()),
-        Err(_) if ctx.dry_run => ("<certificate>\n".into(), "<key>\n".into()),
-        Err(why) => {
-            return Err(Error::Secrets {
-                path: ctx.secrets_path(),
-                message: format!("{why} (run pgnode secrets to add it)"),
-            })
-        }
-    };
+    let (cert, key) = render::node_cert_key(ctx)?;
     let r = |name: &str| t.render(name, &data);
     let prom = "prometheus";
     // The CA file itself is every role's own (render::ca_file).

@@ -115,20 +115,27 @@ fn tls_missing(ctx: &Ctx, why: String) -> crate::Error {
     }
 }
 
+/// This node's certificate and private key, PEM (placeholders in a dry run before they exist).
+///
+/// Errors: TLS material missing outside a dry run.
+pub fn node_cert_key(ctx: &Ctx) -> Result<(String, String)> {
+    let me = ctx.node().name.to_string();
+    match ctx
+        .secrets()?
+        .tls_for(&crate::secrets::tls_nodes(&ctx.cluster))
+    {
+        Ok(t) => Ok((t.nodes[&me].cert.clone(), t.nodes[&me].key.clone())),
+        Err(_) if ctx.dry_run => Ok(("<certificate>\n".into(), "<key>\n".into())),
+        Err(why) => Err(tls_missing(ctx, why)),
+    }
+}
+
 /// This PostgreSQL node's server certificate and key (the key 0600 and owned by postgres,
 /// as PostgreSQL demands), and the CA.
 ///
 /// Errors: TLS material missing outside a dry run.
 pub fn tls_files(ctx: &Ctx) -> Result<Vec<FileSpec>> {
-    let me = ctx.node().name.to_string();
-    let (cert, key) = match ctx
-        .secrets()?
-        .tls_for(&crate::secrets::tls_nodes(&ctx.cluster))
-    {
-        Ok(t) => (t.nodes[&me].cert.clone(), t.nodes[&me].key.clone()),
-        Err(_) if ctx.dry_run => ("<certificate>\n".into(), "<key>\n".into()),
-        Err(why) => return Err(tls_missing(ctx, why)),
-    };
+    let (cert, key) = node_cert_key(ctx)?;
     Ok(vec![
         ca_file(ctx)?,
         FileSpec::new(tls::CERT_FILE, cert, "root", 0o644),

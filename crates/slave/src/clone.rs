@@ -31,14 +31,24 @@ fn passfile() -> std::path::PathBuf {
 /// psql on a physical replication connection to the master as the standby's user (replication
 /// commands only: IDENTIFY_SYSTEM, READ_REPLICATION_SLOT, DROP_REPLICATION_SLOT).
 pub(crate) fn replication_psql(ctx: &Ctx, command: &str) -> Cmd {
+    to_master(ctx, "dbname=replication replication=true", command)
+}
+
+/// psql on an ordinary connection to the master's `postgres` database as the standby's user
+/// (its pg_hba line exists for pg_rewind): SQL the replication protocol cannot answer.
+pub(crate) fn master_sql(ctx: &Ctx, sql: &str) -> Cmd {
+    to_master(ctx, "dbname=postgres", sql)
+}
+
+fn to_master(ctx: &Ctx, db: &str, input: &str) -> Cmd {
     let c = &ctx.cluster;
     let conninfo = format!(
-        "host={} port={} user={} dbname=replication replication=true application_name=pgnode",
+        "host={} port={} user={} {db} application_name=pgnode",
         c.master.address,
         ctx.port(),
         c.replication.user
     );
-    pg::remote("postgres", &conninfo, &passfile(), command)
+    pg::remote("postgres", &conninfo, &passfile(), input)
 }
 
 /// IDENTIFY_SYSTEM over a replication connection as the standby's user: proves address,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use pgnode_core::step::{Check, Step};
 use pgnode_core::{pg, system, wait, Ctx, Result};
 
-use crate::clone::replication_psql;
+use crate::clone::{master_sql, replication_psql};
 
 /// How the standby's slot looks from the master, over a normal connection as its user.
 fn query(ctx: &Ctx, slot: &str) -> Option<String> {
@@ -32,17 +32,7 @@ fn query(ctx: &Ctx, slot: &str) -> Option<String> {
     let sql = format!(
         "SELECT ({invalid})::text, active::text FROM pg_replication_slots WHERE slot_name = '{slot}';"
     );
-    let c = &ctx.cluster;
-    let conninfo = format!(
-        "host={} port={} user={} dbname=postgres application_name=pgnode",
-        c.master.address,
-        ctx.port(),
-        c.replication.user
-    );
-    let passfile = format!("{}/.pgpass", pgnode_core::ctx::POSTGRES_HOME);
-    let out = pg::remote("postgres", &conninfo, passfile.as_ref(), &sql)
-        .probe()
-        .ok()?;
+    let out = master_sql(ctx, &sql).probe().ok()?;
     if !out.success() {
         return None;
     }
