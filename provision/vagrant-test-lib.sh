@@ -7,7 +7,7 @@ host_packages() {
   local bpo=(qemu-system-x86 qemu-system-common qemu-system-data seabios libvirt-daemon
     libvirt-daemon-driver-qemu libvirt-daemon-driver-network libvirt-daemon-driver-storage libvirt-clients
     libvirt0 libvirt-daemon-common libvirt-common)
-  local all=(vagrant vagrant-libvirt dnsmasq-base debootstrap dpkg-dev iptables rsync python3 "${bpo[@]}") p missing=0
+  local all=(vagrant vagrant-libvirt dnsmasq-base debootstrap dpkg-dev iptables rsync python3 curl jq "${bpo[@]}") p missing=0
   for p in "${all[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing=1
   done
@@ -26,7 +26,7 @@ host_packages() {
   local apt=(apt-get -q -o "Dir::Etc::SourceParts=$parts")
   "${apt[@]}" update >/dev/null
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends vagrant vagrant-libvirt \
-    dnsmasq-base debootstrap dpkg-dev iptables rsync python3 "${bpo[@]/%//bookworm-backports}" >/dev/null
+    dnsmasq-base debootstrap dpkg-dev iptables rsync python3 curl jq "${bpo[@]/%//bookworm-backports}" >/dev/null
 }
 
 # The checkout as a fresh clone would be (no target/, no .vagrant/, no secrets), so `vagrant up`
