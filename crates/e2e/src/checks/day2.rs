@@ -146,6 +146,59 @@ pub fn converge(
     Ok(())
 }
 
+/// One more run of every role for `config` (master, slaves, backup): each must end converged,
+/// its recap `changed=0 failed=0`, and no PostgreSQL may restart. `after` names what came
+/// before (a switchover, a failover with rejoin, a switch back) for the messages.
+pub fn converged(cx: &Ctx, config: &Value, path: &str, after: &str) -> Result<()> {
+    let backup = cx.cluster.backup().name.clone();
+    let pg: Vec<&Node> = cx
+        .cluster
+        .nodes()
+        .into_iter()
+        .filter(|n| n.name != backup)
+        .collect();
+    let start = |n: &Node| n.sql("postgres", "select pg_postmaster_start_time()");
+    let before: Vec<String> = pg.iter().map(|n| start(n)).collect::<Result<_>>()?;
+    let mut order: Vec<(String, &str)> = names_with_role(config, "master")
+        .into_iter()
+        .map(|m| (m, "master"))
+        .collect();
+    order.extend(
+        names_with_role(config, "slave")
+            .into_iter()
+            .map(|s| (s, "slave")),
+    );
+    order.push((backup, "backup"));
+    for (name, role) in &order {
+        let n = node(cx, name)?;
+        let text = role_ok(cx, n, role, path, &[])?;
+        let recap = text
+            .lines()
+            .rfind(|l| l.starts_with("recap:"))
+            .unwrap_or("");
+        ensure(
+            super::idempotence::recap_unchanged(recap, role),
+            format!(
+                "{n}: one more run of role {role} after {after} changed something (not converged)"
+            ),
+            tail(&text, 30),
+        )?;
+    }
+    for (n, was) in pg.iter().zip(&before) {
+        let now = start(n)?;
+        ensure(
+            &now == was,
+            format!("PostgreSQL on {n} restarted during the run after {after}"),
+            format!("started {was} before, {now} after"),
+        )?;
+    }
+    cx.note(format!(
+        "after {after}, one more run of every role: changed=0 on {} nodes, no PostgreSQL restart",
+        order.len()
+    ));
+    Ok(())
+}
+
 /// Which PostgreSQL node runs as a primary now (None when none answers as one).
 pub fn current_primary(cx: &Ctx) -> Option<String> {
     cx.cluster

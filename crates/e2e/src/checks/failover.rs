@@ -1,7 +1,8 @@
 //! Failover: the primary's postmaster is killed (-9) under load and kept down. Promise: the
 //! standby refuses to promote without `--force-promote`, promotes with it (printing how far
 //! behind it was), the old primary rejoins with pg_rewind, and `pgnode status` is healthy on
-//! every node. The original topology is restored afterwards by a planned switchover.
+//! every node; one more run of every role changes nothing. Then the planned switch back to the
+//! original topology, after which one more run changes nothing either.
 
 use std::time::Duration;
 
@@ -66,6 +67,12 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
             )?;
         }
         cx.note("pgnode status healthy on every node after the failover");
+        day2::converged(cx, &there, &path, "the failover and rejoin")?;
+        // The switch back, here rather than in with_restore, so that it is asserted converged too.
+        let back = day2::config_path(cx);
+        day2::converge(cx, &orig, &back, &b.name, &[])?;
+        day2::is_primary(&a)?;
+        day2::converged(cx, &orig, &back, &format!("the switch back to {a}"))?;
         Ok(())
     })
 }

@@ -1,8 +1,9 @@
 //! Planned switchover, driven by the config, under load. Promise: every commit the ledger saw
 //! acknowledged on the old primary is on the new one; the old primary streams from the new one
 //! through its own slot; Barman follows (`barman check` all OK, a new DONE backup). Then the
-//! same back to the original topology. Prints `switchover downtime N.N s`: from the last
-//! acknowledged commit on the old primary to the first commit on the new one.
+//! same back to the original topology. After each, one more run of every role changes nothing
+//! and restarts nothing. Prints `switchover downtime N.N s`: from the last acknowledged commit
+//! on the old primary to the first commit on the new one.
 
 use std::time::Duration;
 
@@ -22,8 +23,10 @@ pub fn run(cx: &mut Ctx) -> Result<()> {
         let there = day2::with_master(&orig, &b.name);
         let path = day2::write_config(cx, day2::SWITCHED, &there)?;
         let d1 = switch(cx, &a, &b, &there, &path)?;
+        day2::converged(cx, &there, &path, &format!("the switchover to {b}"))?;
         let back = day2::config_path(cx);
         let d2 = switch(cx, &b, &a, &orig, &back)?;
+        day2::converged(cx, &orig, &back, &format!("the switch back to {a}"))?;
         cx.note(format!(
             "switchover downtime {:.1} s (median of {d1:.1} s and {d2:.1} s)",
             (d1 + d2) / 2.0
