@@ -62,7 +62,11 @@ pub fn secrets(ctx: &Ctx) -> Step<'_> {
         format!("secrets {}", ctx.secrets_path().display()),
         move || {
             Ok(
-                match secrets::load_any(&ctx.secrets_path(), &ctx.users())? {
+                match secrets::load_any(
+                    &ctx.secrets_path(),
+                    &ctx.users(),
+                    &ctx.cluster.later_secret_names(),
+                )? {
                     Some(s) => match (
                         s.tls_for(&nodes),
                         secrets::missing_passwords(&s, &ctx.users()),
@@ -79,7 +83,12 @@ pub fn secrets(ctx: &Ctx) -> Step<'_> {
             )
         },
         move || {
-            let (s, _) = secrets::load_or_create(&ctx.secrets_path(), &ctx.users(), &n2)?;
+            let (s, _) = secrets::load_or_create(
+                &ctx.secrets_path(),
+                &ctx.users(),
+                &ctx.cluster.later_secret_names(),
+                &n2,
+            )?;
             ctx.set_secrets(s);
             Ok(())
         },

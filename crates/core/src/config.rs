@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use clients::{connect, Client, Connect};
 pub use monitoring::{Email, Monitoring};
 
 /// One problem in the config, naming the field it is about.
@@ -236,6 +237,8 @@ pub struct Cluster {
     pub replication: Replication,
     pub barman: Barman,
     pub monitoring: Monitoring,
+    /// The applications that connect (`clients`), none by default.
+    pub clients: Vec<Client>,
 }
 
 impl Cluster {
@@ -351,7 +354,27 @@ impl Cluster {
     pub fn secret_names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.pg_users().iter().map(|u| u.as_str()).collect();
         v.extend([Self::MONITOR_USER, Self::WEB_PASSWORD, Self::WEB_SALT]);
+        v.extend(self.clients.iter().map(|c| c.user.as_str()));
         v
+    }
+
+    /// Of [`Cluster::secret_names`], those a secrets file may lack and a run generates (keeping
+    /// every other secret): the passwords a newer pgnode added (monitoring) and the clients',
+    /// which appear whenever one is added to the config.
+    pub fn later_secret_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = crate::secrets::ADDED_LATER.to_vec();
+        v.extend(self.clients.iter().map(|c| c.user.as_str()));
+        v
+    }
+
+    /// The connection strings of every client over the PostgreSQL nodes (master first); `ca`
+    /// is the cluster CA's path on the client.
+    pub fn client_connect(&self, ca: &str) -> Vec<Connect> {
+        let hosts: Vec<std::net::Ipv4Addr> = self.pg_nodes().iter().map(|n| n.address).collect();
+        self.clients
+            .iter()
+            .map(|c| connect(c, &hosts, self.postgresql.port.get(), ca))
+            .collect()
     }
 }
 
@@ -362,6 +385,7 @@ pub fn accepted_keys() -> Vec<String> {
     raw::accepted_keys()
 }
 
+mod clients;
 mod monitoring;
 mod normalized;
 mod raw;

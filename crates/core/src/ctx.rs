@@ -126,7 +126,11 @@ impl Ctx {
         if self.dry_run {
             // A file from an older pgnode lacks the passwords a newer one adds: the run would
             // add them; the plan shows placeholders.
-            if let Some(mut s) = secrets::load_any(&self.secrets_path(), &self.users())? {
+            if let Some(mut s) = secrets::load_any(
+                &self.secrets_path(),
+                &self.users(),
+                &self.cluster.later_secret_names(),
+            )? {
                 for u in secrets::missing_passwords(&s, &self.users()) {
                     s.passwords.insert(
                         u.to_string(),

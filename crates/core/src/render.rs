@@ -45,6 +45,12 @@ pub fn data(ctx: &Ctx) -> Result<Value> {
         "synchronous_standby_names": c.synchronous_standby_names(),
         "other_standbys": others,
         "backup": node(&c.backup),
+        // Applications: one line per host on every PostgreSQL node (any may be the primary).
+        "clients": c.clients.iter().map(|cl| json!({
+            "user": cl.user,
+            "database": cl.database,
+            "hosts": cl.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "pg": {
             "max_wal_senders": pg.max_wal_senders,
             "max_replication_slots": pg.max_replication_slots,

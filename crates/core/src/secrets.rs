@@ -138,16 +138,16 @@ pub fn missing_passwords<'a>(s: &Secrets, users: &[&'a str]) -> Vec<&'a str> {
         .collect()
 }
 
-/// Reads the secrets file if it exists; of `users`, only the passwords [`ADDED_LATER`] may be
-/// missing.
+/// Reads the secrets file if it exists; of `users`, only the passwords in `later` (the cluster's
+/// [`crate::config::Cluster::later_secret_names`]) may be missing.
 ///
 /// Errors: [`Error::Secrets`] when it is readable by others, unparsable, or lacks another
 /// password.
-pub fn load_any(path: &Path, users: &[&str]) -> Result<Option<Secrets>> {
+pub fn load_any(path: &Path, users: &[&str], later: &[&str]) -> Result<Option<Secrets>> {
     let Some(s) = load_file(path)? else {
         return Ok(None);
     };
-    for u in users.iter().filter(|u| !ADDED_LATER.contains(u)) {
+    for u in users.iter().filter(|u| !later.contains(u)) {
         s.password(u, path)?;
     }
     Ok(Some(s))
@@ -236,13 +236,14 @@ pub fn tls_nodes(cluster: &Cluster) -> Vec<(String, Ipv4Addr)> {
 pub fn load_or_create(
     path: &Path,
     users: &[&str],
+    later: &[&str],
     nodes: &[(String, Ipv4Addr)],
 ) -> Result<(Secrets, bool)> {
-    if let Some(s) = load_any(path, users)? {
+    if let Some(s) = load_any(path, users, later)? {
         if s.tls_for(nodes).is_ok() && missing_passwords(&s, users).is_empty() {
             return Ok((s, false));
         }
-        return replace_tls(path, users, nodes, false);
+        return replace_tls(path, users, later, nodes, false);
     }
     let mut fresh = generate(users, path)?;
     fresh.tls = Some(tls::generate(nodes)?);
@@ -294,6 +295,7 @@ pub fn load_or_create(
 pub fn replace_tls(
     path: &Path,
     users: &[&str],
+    later: &[&str],
     nodes: &[(String, Ipv4Addr)],
     force: bool,
 ) -> Result<(Secrets, bool)> {
@@ -310,7 +312,7 @@ pub fn replace_tls(
         .open(&lock_path)
         .map_err(werr)?;
     lock.lock().map_err(werr)?;
-    let mut s = load_any(path, users)?.ok_or_else(|| Error::Secrets {
+    let mut s = load_any(path, users, later)?.ok_or_else(|| Error::Secrets {
         path: path.to_path_buf(),
         message: "does not exist (run pgnode secrets first)".into(),
     })?;

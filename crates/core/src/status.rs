@@ -34,6 +34,8 @@ pub struct NodeStatus {
     /// Samples for `--prometheus`; never part of the table or the JSON.
     #[serde(skip)]
     pub samples: Vec<Sample>,
+    /// How each client of the config connects (from the config: the same on every node).
+    pub connect: Vec<crate::config::Connect>,
 }
 
 impl NodeStatus {
@@ -47,6 +49,7 @@ impl NodeStatus {
             items: Vec::new(),
             started: SystemTime::now(),
             samples: Vec::new(),
+            connect: Vec::new(),
         }
     }
 
@@ -117,6 +120,12 @@ impl NodeStatus {
             for l in lines {
                 s.push_str(&format!("        {:w$}  {l}\n", ""));
             }
+        }
+        for c in &self.connect {
+            s.push_str(&format!(
+                "  connect as {} to {} (libpq; follows the primary):\n    read-write  {}\n    read-only   {}\n",
+                c.user, c.database, c.read_write, c.read_only
+            ));
         }
         s
     }

@@ -98,6 +98,11 @@ pub fn converge<'a>(ctx: &'a Ctx, t: &Templates) -> Result<Vec<Step<'a>>> {
     // logs in over loopback only), so that turning monitoring on needs no rerun of this role.
     steps.push(sql::role(ctx, Cluster::MONITOR_USER, false));
     steps.push(sql::monitor_grants(ctx));
+    // The applications: each a LOGIN role (nothing more) owning its database.
+    for cl in &c.clients {
+        steps.push(sql::role(ctx, cl.user.as_str(), false));
+        steps.push(sql::database(ctx, &cl.database, cl.user.as_str()));
+    }
     steps.extend(monitoring::steps(ctx, t)?);
     Ok(steps)
 }

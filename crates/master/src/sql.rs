@@ -86,6 +86,35 @@ pub fn role<'a>(ctx: &'a Ctx, user: &'a str, replication: bool) -> Step<'a> {
     )
 }
 
+/// A client's database, owned by its role: created when missing, given back to its role when
+/// someone changed the owner; never dropped (a client removed from the config keeps its data).
+pub fn database<'a>(ctx: &'a Ctx, name: &'a str, owner: &'a str) -> Step<'a> {
+    Step::change(
+        format!("database {name} owned by {owner}"),
+        move || {
+            let q = format!(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{name}';"
+            );
+            let rows = pg::query(&pg::local(ctx, &q))?;
+            Ok(match rows.first().and_then(|r| r.first()) {
+                None => Check::Needs("does not exist".into()),
+                Some(o) if o == owner => Check::Ok,
+                Some(o) => Check::Needs(format!("owned by {o}")),
+            })
+        },
+        move || {
+            // CREATE DATABASE cannot run in a transaction: psql's stdin runs each statement on
+            // its own.
+            let sql = format!(
+                "SELECT 'CREATE DATABASE {name} OWNER {owner}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{name}') \\gexec\n\
+                 ALTER DATABASE {name} OWNER TO {owner};\n"
+            );
+            pg::local(ctx, &sql).run()?;
+            Ok(())
+        },
+    )
+}
+
 /// What Barman needs without being a superuser, per PostgreSQL major.
 pub fn barman_privileges(major: u16) -> (Vec<&'static str>, Vec<&'static str>) {
     let functions = if major >= 15 {

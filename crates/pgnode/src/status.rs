@@ -46,11 +46,12 @@ pub fn run(cluster: Cluster, name: Option<&str>, config: &Path, a: StatusArgs) -
         Ok(c) => c,
         Err(e) => return crate::usage_error(&e),
     };
-    let s = match role {
+    let mut s = match role {
         Role::Master => pgnode_master::status::status(&ctx),
         Role::Slave => pgnode_slave::status::status(&ctx),
         Role::Backup => pgnode_backup::status::status(&ctx),
     };
+    s.connect = ctx.cluster.client_connect(pgnode_core::tls::CA_FILE);
     if let Some(file) = &a.prometheus {
         return write_metrics(&ctx, &s, file);
     }

@@ -30,6 +30,7 @@ impl Cluster {
             "replication": self.replication,
             "barman": self.barman,
             "monitoring": self.monitoring,
+            "clients": self.clients,
         })
     }
 

@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     pub(super) barman: RawBarman,
     #[serde(default)]
     pub(super) monitoring: super::monitoring::RawMonitoring,
+    #[serde(default)]
+    pub(super) clients: Vec<super::clients::RawClient>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,9 +140,11 @@ const KNOWN: &[(&str, &[&str])] = &[
             "replication",
             "barman",
             "monitoring",
+            "clients",
         ],
     ),
     ("nodes[]", &["name", "role", "address", "slot"]),
+    ("clients[]", &["user", "database", "hosts"]),
     ("network", &["prefix"]),
     (
         "postgresql",
@@ -213,6 +217,8 @@ pub(super) fn unknown_keys(v: &serde_json::Value, path: &str, out: &mut Vec<Prob
         serde_json::Value::Object(map) => {
             let schema = if path.starts_with("nodes[") {
                 "nodes[]"
+            } else if path.starts_with("clients[") {
+                "clients[]"
             } else {
                 path
             };
@@ -230,7 +236,9 @@ pub(super) fn unknown_keys(v: &serde_json::Value, path: &str, out: &mut Vec<Prob
                         field: child_path,
                         message: format!("unknown key (known keys: {})", known.join(", ")),
                     });
-                } else if child.is_object() || (k == "nodes" && child.is_array()) {
+                } else if child.is_object()
+                    || ((k == "nodes" || k == "clients") && path.is_empty() && child.is_array())
+                {
                     unknown_keys(child, &child_path, out);
                 }
             }

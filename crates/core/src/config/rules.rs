@@ -20,6 +20,15 @@ const TYPES: &[(&str, &[(&str, Kind)])] = &[
             ("replication", Kind::Object),
             ("barman", Kind::Object),
             ("monitoring", Kind::Object),
+            ("clients", Kind::Array),
+        ],
+    ),
+    (
+        "clients[]",
+        &[
+            ("user", Kind::Str),
+            ("database", Kind::Str),
+            ("hosts", Kind::Array),
         ],
     ),
     (
@@ -94,6 +103,7 @@ const TYPES: &[(&str, &[(&str, Kind)])] = &[
 const REQUIRED: &[(&str, &[&str])] = &[
     ("", &["version", "nodes"]),
     ("nodes[]", &["name", "role", "address"]),
+    ("clients[]", &["user", "database", "hosts"]),
 ];
 
 #[derive(Clone, Copy)]
@@ -152,6 +162,39 @@ pub(super) fn type_problems(root: &Value) -> Vec<Problem> {
                     message: format!(
                         "must be an object with name, role and address, not {}",
                         short(n)
+                    ),
+                }),
+            }
+        }
+    }
+    if let Some(clients) = top.get("clients").and_then(Value::as_array) {
+        for (i, c) in clients.iter().enumerate() {
+            let path = format!("clients[{i}]");
+            match c.as_object() {
+                Some(m) => {
+                    object(m, "clients[]", &path, &mut out);
+                    for (j, h) in m
+                        .get("hosts")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                        .filter(|(_, h)| !h.is_string())
+                    {
+                        out.push(Problem {
+                            field: format!("{path}.hosts[{j}]"),
+                            message: format!(
+                                "must be a string (an IPv4 address), not {}",
+                                short(h)
+                            ),
+                        });
+                    }
+                }
+                None => out.push(Problem {
+                    field: path,
+                    message: format!(
+                        "must be an object with user, database and hosts, not {}",
+                        short(c)
                     ),
                 }),
             }

@@ -381,10 +381,94 @@ fn accepted_keys_are_exactly_the_fields_of_the_typed_model() {
         "monitoring.email",
         serde_fields::<super::monitoring::Email>(),
     );
+    add("clients[]", serde_fields::<super::clients::RawClient>());
     let mut accepted = accepted_keys();
     accepted.sort();
     from_serde.sort();
     assert_eq!(accepted, from_serde);
     assert!(accepted.contains(&"postgresql.max_slot_wal_keep_size_mb".to_string()));
     assert!(accepted.contains(&"nodes[].slot".to_string()));
+}
+
+#[test]
+fn clients_parse_and_give_connection_strings_that_follow_the_primary() {
+    let t = with(|v| {
+        v["clients"] = serde_json::json!([
+            {"user": "app", "database": "appdb", "hosts": ["192.168.11.1", "10.0.0.7"]}
+        ])
+    });
+    let c = Cluster::parse(&t, "t").unwrap();
+    assert_eq!(c.clients.len(), 1);
+    assert_eq!(c.clients[0].hosts.len(), 2);
+    assert!(c.secret_names().contains(&"app"));
+    assert!(c.later_secret_names().contains(&"app"));
+    let conn = c.client_connect("/etc/ssl/pgnode/ca.crt");
+    assert_eq!(
+        conn[0].read_write,
+        "postgresql://app@192.168.11.101:5432,192.168.11.102:5432/appdb?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/ssl/pgnode/ca.crt&connect_timeout=5"
+    );
+    assert!(conn[0]
+        .read_only
+        .contains("target_session_attrs=prefer-standby"));
+    assert_eq!(c.normalized()["clients"][0]["database"], "appdb");
+    // None by default: no role, no secret, no connection string.
+    let plain = Cluster::parse(SHIPPED, "cluster.json").unwrap();
+    assert!(plain.clients.is_empty());
+    assert!(plain.client_connect("x").is_empty());
+}
+
+#[test]
+fn bad_clients_are_refused_naming_each_field() {
+    // The file's shape first: unknown keys, wrong types.
+    let t = with(|v| {
+        v["clients"] = serde_json::json!([
+            {"user": "a", "database": "a", "hosts": ["10.0.0.3", 7], "password": "x"},
+            "app"
+        ])
+    });
+    assert_eq!(
+        fields(&problems(&t)),
+        ["clients[0].password", "clients[0].hosts[1]", "clients[1]"]
+    );
+    // Then the values, every problem at once.
+    let t = with(|v| {
+        v["clients"] = serde_json::json!([
+            {"user": "streaming_user", "database": "template1", "hosts": []},
+            {"user": "App", "database": "ok", "hosts": ["10.0.0.1/24", "127.0.0.1", "10.0.0.2", "10.0.0.2"]},
+            {"user": "dup", "database": "a", "hosts": ["10.0.0.3"]},
+            {"user": "dup", "database": "b", "hosts": ["10.0.0.4"]},
+            {"user": "pgnode_monitor", "database": "c", "hosts": ["10.0.0.5"]}
+        ])
+    });
+    let ps = problems(&t);
+    let mut f = fields(&ps);
+    f.sort();
+    assert_eq!(
+        f,
+        [
+            "clients[0].database",
+            "clients[0].hosts",
+            "clients[0].user",
+            "clients[1].hosts[0]",
+            "clients[1].hosts[1]",
+            "clients[1].hosts[3]",
+            "clients[1].user",
+            "clients[3].user",
+            "clients[4].user",
+        ],
+        "{ps:?}"
+    );
+    let msg = |field: &str| {
+        ps.iter()
+            .find(|p| p.field == field)
+            .map(|p| p.message.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        msg("clients[0].user").contains("a role pgnode uses"),
+        "{ps:?}"
+    );
+    assert!(msg("clients[1].hosts[0]").contains("no prefix"), "{ps:?}");
+    assert!(msg("clients[1].hosts[3]").contains("twice"), "{ps:?}");
+    assert!(msg("clients[3].user").contains("another client"), "{ps:?}");
 }

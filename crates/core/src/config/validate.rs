@@ -61,6 +61,13 @@ pub(super) fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
     let barman = validate_barman(&raw.barman, &mut v);
     let monitoring = super::monitoring::validate_monitoring(&raw.monitoring, &mut v);
     cross_checks(&replication, &barman, &mut v);
+    let taken = [
+        replication.user.as_str(),
+        barman.user.as_str(),
+        barman.streaming_user.as_str(),
+        Cluster::MONITOR_USER,
+    ];
+    let clients = super::clients::validate_clients(&raw.clients, &taken, &mut v);
     if let Some((master, slaves, _)) = &nodes {
         let pg_nodes: Vec<&Node> = std::iter::once(master).chain(slaves).collect();
         standby_slots(&raw.nodes, &pg_nodes, &barman, &postgresql, &mut v);
@@ -75,6 +82,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Cluster, Vec<Problem>> {
             replication,
             barman,
             monitoring,
+            clients,
         }),
         _ => Err(v.0),
     }

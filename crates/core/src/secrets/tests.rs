@@ -28,7 +28,7 @@ fn first_writer_wins_and_file_is_0600() {
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let p = p.clone();
-            std::thread::spawn(move || load_or_create(&p, &users, &nodes()).unwrap())
+            std::thread::spawn(move || load_or_create(&p, &users, &ADDED_LATER, &nodes()).unwrap())
         })
         .collect();
     let results: Vec<(Secrets, bool)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -65,23 +65,23 @@ fn a_file_without_tls_gets_it_once_and_rotation_replaces_it() {
     let d = dir("upgrade");
     let p = d.join("secrets.json");
     let users = ["barman"];
-    let (mut s, _) = load_or_create(&p, &users, &nodes()).unwrap();
+    let (mut s, _) = load_or_create(&p, &users, &ADDED_LATER, &nodes()).unwrap();
     let before = s.clone();
     s.tls = None;
     std::fs::write(&p, serde_json::to_string(&s).unwrap()).unwrap();
-    let (up, changed) = load_or_create(&p, &users, &nodes()).unwrap();
+    let (up, changed) = load_or_create(&p, &users, &ADDED_LATER, &nodes()).unwrap();
     assert!(changed && up.tls.is_some());
     assert_eq!(up.passwords, before.passwords, "passwords must survive");
-    let (again, changed) = load_or_create(&p, &users, &nodes()).unwrap();
+    let (again, changed) = load_or_create(&p, &users, &ADDED_LATER, &nodes()).unwrap();
     assert!(!changed && again == up);
     let mut more = nodes();
     more.push(("slave2".into(), Ipv4Addr::new(10, 0, 0, 4)));
-    let (grown, changed) = load_or_create(&p, &users, &more).unwrap();
+    let (grown, changed) = load_or_create(&p, &users, &ADDED_LATER, &more).unwrap();
     let (t0, t1) = (up.tls.as_ref().unwrap(), grown.tls.as_ref().unwrap());
     assert!(changed && t1.missing(&more).is_none());
     assert!(t1.ca == t0.ca, "a node added to the config keeps the CA");
     assert!(t1.nodes["master"] == t0.nodes["master"]);
-    let (rotated, _) = replace_tls(&p, &users, &nodes(), true).unwrap();
+    let (rotated, _) = replace_tls(&p, &users, &ADDED_LATER, &nodes(), true).unwrap();
     assert_ne!(rotated.tls, up.tls);
     assert_eq!(load(&p, &users).unwrap().unwrap(), rotated);
     let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
@@ -97,10 +97,10 @@ fn passwords_added_later_are_generated_into_an_older_file_and_others_are_not() {
     }
     let d = dir("added-later");
     let p = d.join("secrets.json");
-    let (old, _) = load_or_create(&p, &["barman"], &nodes()).unwrap();
+    let (old, _) = load_or_create(&p, &["barman"], &ADDED_LATER, &nodes()).unwrap();
     let users = ["barman", ADDED_LATER[0], ADDED_LATER[1], ADDED_LATER[2]];
     assert!(load(&p, &users).is_err(), "strict load must miss them");
-    let (new, changed) = load_or_create(&p, &users, &nodes()).unwrap();
+    let (new, changed) = load_or_create(&p, &users, &ADDED_LATER, &nodes()).unwrap();
     assert!(changed);
     assert_eq!(new.passwords["barman"], old.passwords["barman"]);
     assert!(new.tls == old.tls, "the TLS material must survive");
@@ -110,7 +110,9 @@ fn passwords_added_later_are_generated_into_an_older_file_and_others_are_not() {
     }
     assert_eq!(load(&p, &users).unwrap().unwrap(), new);
     // A role's password that is not one added later is still refused when missing.
-    let e = load_any(&p, &["someone"]).unwrap_err().to_string();
+    let e = load_any(&p, &["someone"], &ADDED_LATER)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no password for role \"someone\""), "{e}");
     std::fs::remove_dir_all(d).unwrap();
 }
