@@ -47,6 +47,61 @@ exec {to}>&- 2>/dev/null
 wait "$pid" 2>/dev/null
 printf 'end %s %d\n' "$why" "$i""#;
 
+/// The client that follows the primary, run on any node as `bash -c FOLLOW ledger TABLE CONNINFO
+/// PASSFILE COUNT SECONDS STOPFILE`: the same protocol, but through a libpq connection string
+/// (the read-write one `pgnode status` prints) instead of the local socket, and it does not end
+/// when its connection does: the id in flight is reported `lost` (in doubt), and it connects
+/// again with the same string, unchanged, until it finds a primary, the way an application's
+/// pool would. Each `ok` line also names the server that acknowledged the commit. Connection
+/// attempts that find no primary consume no id.
+const FOLLOW: &str = r#"set -u
+table=$1 conn=$2 passfile=$3 count=$4 secs=$5 stop=$6
+end=$(( ${EPOCHREALTIME%.*} + secs ))
+export PGPASSFILE=$passfile PGAPPNAME=pgnode-e2e-ledger
+i=0 why=count pid='' to='' from=''
+disconnect() {
+  [ -n "$to" ] && exec {to}>&- 2>/dev/null
+  [ -n "$from" ] && exec {from}<&- 2>/dev/null
+  [ -n "$pid" ] && wait "$pid" 2>/dev/null
+  pid='' to='' from=''
+}
+connect() {
+  coproc PSQL { exec stdbuf -oL psql -XAtq -d "$conn" 2>&1; }
+  to=${PSQL[1]} from=${PSQL[0]} pid=$PSQL_PID
+  printf '\\echo ledger-ready\n' >&"$to" 2>/dev/null || { disconnect; return 1; }
+  local line
+  while IFS= read -r -t 20 line <&"$from" 2>/dev/null; do
+    [ "$line" = ledger-ready ] && return 0
+  done
+  disconnect
+  return 1
+}
+while (( i < count )); do
+  [ -e "$stop" ] && { why=stop; break; }
+  (( ${EPOCHREALTIME%.*} >= end )) && { why=time; break; }
+  if [ -z "$pid" ]; then
+    connect || { sleep 0.2; continue; }
+  fi
+  i=$((i + 1))
+  sql="insert into $table (id) values ($i) returning id || ' ' || coalesce(host(inet_server_addr()), 'local');"
+  if ! printf '%s\n\\echo ledger-end %d\n' "$sql" "$i" >&"$to" 2>/dev/null; then
+    printf 'lost %d %s\n' "$i" "$EPOCHREALTIME"; disconnect; continue
+  fi
+  got='' msg='' res=''
+  while :; do
+    if ! IFS= read -r -t 60 line <&"$from" 2>/dev/null; then res=lost; break; fi
+    case $line in
+      "ledger-end $i") break ;;
+      "$i "*) got=${line#* } ;;
+      *) [ -n "$msg" ] || msg=$line ;;
+    esac
+  done
+  if [ "$res" = lost ]; then printf 'lost %d %s\n' "$i" "$EPOCHREALTIME"; disconnect; continue; fi
+  if [ -n "$got" ]; then printf 'ok %d %s %s\n' "$i" "$EPOCHREALTIME" "$got"; else printf 'fail %d %s %s\n' "$i" "$EPOCHREALTIME" "$msg"; fi
+done
+disconnect
+printf 'end %s %d\n' "$why" "$i""#;
+
 /// One acknowledged commit: the id and when (guest clock, Unix seconds) its commit returned.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ack {
@@ -67,6 +122,8 @@ pub struct LedgerReport {
     pub end: String,
     /// Bookkeeping errors: duplicate ids, ids out of order, lines that do not parse.
     pub problems: Vec<String>,
+    /// The server address that acknowledged each commit (the following client names it).
+    pub servers: std::collections::BTreeMap<u64, String>,
 }
 
 impl LedgerReport {
@@ -99,7 +156,12 @@ impl LedgerReport {
             }
             last = last.max(id);
             match kind {
-                "ok" => r.acked.push(Ack { id, at }),
+                "ok" => {
+                    r.acked.push(Ack { id, at });
+                    if let Some(server) = w.next().filter(|s| !s.is_empty()) {
+                        r.servers.insert(id, server.to_string());
+                    }
+                }
                 "fail" => r
                     .failed
                     .push((id, w.next().unwrap_or_default().to_string())),
@@ -128,13 +190,18 @@ impl LedgerReport {
     /// Checks `table` on `node` holds every acknowledged id and none that failed. Ok: the number
     /// of acknowledged ids found. Err: the missing (and unexpected) ids as ranges.
     pub fn verify_on(&self, node: &Node, table: &str) -> Result<usize> {
+        self.verify_in(node, "postgres", table)
+    }
+
+    /// [`LedgerReport::verify_on`] for a table in database `db`.
+    pub fn verify_in(&self, node: &Node, db: &str, table: &str) -> Result<usize> {
         check_table_name(table)?;
         ensure(
             self.problems.is_empty(),
             "the ledger's own bookkeeping is inconsistent",
             self.problems.join("\n"),
         )?;
-        let out = node.sql("postgres", &format!("select id from {table} order by id"))?;
+        let out = node.sql(db, &format!("select id from {table} order by id"))?;
         let present: BTreeSet<u64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
         self.compare(&present, &node.name, table)
     }
@@ -245,6 +312,44 @@ impl Ledger {
             "ledger",
             table,
             "postgres",
+            &count.to_string(),
+            &seconds.to_string(),
+            &stop_file,
+        ]
+        .map(String::from);
+        let cmd = Command::new(&argv).timeout(Duration::from_secs(u64::from(seconds) + 120));
+        let worker = node.clone();
+        let handle = thread::spawn(move || worker.exec(&cmd));
+        Ok(Ledger {
+            node: node.clone(),
+            stop_file,
+            handle,
+        })
+    }
+
+    /// Starts the client that follows the primary (see [`FOLLOW`]) on `node`, connecting with
+    /// `conninfo` and the password in `passfile` (a .pgpass file on `node`), into `table`,
+    /// which must exist and be writable through that connection. Bounded like
+    /// [`Ledger::start_bounded`].
+    pub fn start_following(
+        node: &Node,
+        table: &str,
+        conninfo: &str,
+        passfile: &str,
+        seconds: u32,
+        count: u64,
+    ) -> Result<Ledger> {
+        check_table_name(table)?;
+        let stop_file = format!("/run/pgnode-e2e-ledger-{table}.stop");
+        node.ok(&["rm", "-f", &stop_file])?;
+        let argv = [
+            "bash",
+            "-c",
+            FOLLOW,
+            "ledger",
+            table,
+            conninfo,
+            passfile,
             &count.to_string(),
             &seconds.to_string(),
             &stop_file,

@@ -1,10 +1,8 @@
 //! What the Day-2 checks (switchover, failover, zero-loss, standbys, pitr-timeline) share: a
 //! topology is a config file written beside the cluster's (`switched-PID.e2e.json`, git-ignored,
-//! the same secrets beside it), roles run against it in the documented order, a first-write
-//! probe that timestamps the new primary's first commit, and the way back to the original
+//! the same secrets beside it), roles run against it in the documented order, and the way back to the original
 //! topology, run whether the check passed or not.
 
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -49,6 +47,13 @@ pub fn with_master(config: &Value, new_master: &str) -> Value {
             }
         }
     }
+    c
+}
+
+/// `config` with one client (`clients[]`): role and database `name`, connecting from `host`.
+pub fn with_client(config: &Value, name: &str, host: &str) -> Value {
+    let mut c = config.clone();
+    c["clients"] = serde_json::json!([{ "user": name, "database": name, "hosts": [host] }]);
     c
 }
 
@@ -243,57 +248,6 @@ pub fn with_restore(cx: &mut Ctx, body: impl FnOnce(&mut Ctx) -> Result<()>) -> 
         (Ok(()), Ok(())) => {
             cx.note("topology restored: the original master is the primary again");
             Ok(())
-        }
-    }
-}
-
-/// Tries one insert a few times a second on `node` until one commits (bounded) and reports
-/// when, on the guest's clock: the first commit on a new primary.
-const FIRST_WRITE: &str = r#"table=$1 secs=$2 end=$(( ${EPOCHREALTIME%.*} + secs ))
-while (( ${EPOCHREALTIME%.*} < end )); do
-  if runuser -u postgres -- psql -XAtq -d postgres -c "insert into $table (node) values ('first')" >/dev/null 2>&1; then
-    echo "first $EPOCHREALTIME"; exit 0
-  fi
-  sleep 0.05
-done
-echo "none"; exit 1"#;
-
-/// A running first-write probe.
-pub struct FirstWrite(JoinHandle<Result<Output>>);
-
-impl FirstWrite {
-    /// Starts the probe on `node` into `table` (which must exist, e.g. replicated) for `secs`.
-    pub fn start(node: &Node, table: &str, secs: u32) -> FirstWrite {
-        let cmd = Command::new(&[
-            "bash",
-            "-c",
-            FIRST_WRITE,
-            "first-write",
-            table,
-            &secs.to_string(),
-        ])
-        .timeout(Duration::from_secs(u64::from(secs) + 60));
-        let n = node.clone();
-        FirstWrite(thread::spawn(move || n.exec(&cmd)))
-    }
-
-    /// When the first insert committed (guest clock, Unix seconds).
-    pub fn at(self) -> Result<f64> {
-        let out = self
-            .0
-            .join()
-            .map_err(|_| Failure::new("the first-write thread panicked", ""))??;
-        match out
-            .stdout
-            .trim()
-            .strip_prefix("first ")
-            .and_then(|t| t.parse().ok())
-        {
-            Some(t) => Ok(t),
-            None => fail(
-                "no insert ever committed on the new primary",
-                out.combined(),
-            ),
         }
     }
 }

@@ -84,3 +84,33 @@ fn client_script_parses() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn follow_script_parses() {
+    let out = std::process::Command::new("bash")
+        .args(["-n", "-c", FOLLOW])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The following client's stream: acks name their server, an id lost in a reconnect is in
+/// doubt, and the ids go on after it.
+#[test]
+fn a_following_client_names_the_server_of_each_ack() {
+    let r = LedgerReport::parse(
+        "ok 1 10.0 192.168.11.101\nok 2 10.1 192.168.11.101\nlost 3 10.2\nok 4 14.5 192.168.11.102\nend stop 4\n",
+    );
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.acked.len(), 3);
+    assert_eq!(r.in_doubt, [3]);
+    assert_eq!(r.servers[&1], "192.168.11.101");
+    assert_eq!(r.servers[&4], "192.168.11.102");
+    // The local client prints no server.
+    let r = LedgerReport::parse("ok 1 10.0\nend count 1\n");
+    assert!(r.servers.is_empty());
+}
