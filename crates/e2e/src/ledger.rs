@@ -58,6 +58,8 @@ const FOLLOW: &str = r#"set -u
 table=$1 conn=$2 passfile=$3 count=$4 secs=$5 stop=$6
 end=$(( ${EPOCHREALTIME%.*} + secs ))
 export PGPASSFILE=$passfile PGAPPNAME=pgnode-e2e-ledger
+# A write to a psql that is gone must fail (and be reported), not kill the client.
+trap '' PIPE
 i=0 why=count pid='' to='' from=''
 disconnect() {
   [ -n "$to" ] && exec {to}>&- 2>/dev/null
