@@ -118,7 +118,7 @@ impl Cmd {
         self
     }
 
-    /// Runs the command as another user (via `runuser`, which needs root).
+    /// Runs the command as another user, as `runuser -u USER --` would (needs root).
     pub fn user(mut self, u: &str) -> Self {
         self.user = Some(u.to_string());
         self
@@ -257,15 +257,31 @@ impl Cmd {
 
     fn expression(&self) -> Result<duct::Expression, CmdError> {
         let program = self.resolve()?;
-        let (prog, args) = match &self.user {
-            Some(u) => {
-                let mut a = vec!["-u".to_string(), u.clone(), "--".to_string(), program];
-                a.extend(self.args.iter().cloned());
-                ("runuser".to_string(), a)
-            }
-            None => (program, self.args.clone()),
-        };
-        let mut e = duct::cmd(prog, args).env("LC_ALL", "C").unchecked();
+        let mut e = duct::cmd(program, self.args.clone())
+            .env("LC_ALL", "C")
+            .unchecked();
+        if let Some(u) = &self.user {
+            // What `runuser -u USER --` does (its printed form), without its PAM session: a
+            // session costs about 50 ms here and seconds under emulation, and a run starts
+            // dozens of psql. The child takes the account's uid and gid with no supplementary
+            // groups (std drops them when root changes uid), and its HOME (~/.pgpass), SHELL,
+            // USER and LOGNAME, as su does; PATH and the rest are kept.
+            let a = account(u).map_err(|source| CmdError::Spawn {
+                cmd: self.to_string(),
+                source,
+            })?;
+            let (uid, gid) = (a.uid, a.gid);
+            e = e
+                .env("HOME", &a.home)
+                .env("SHELL", &a.shell)
+                .env("USER", u)
+                .env("LOGNAME", u)
+                .before_spawn(move |c| {
+                    use std::os::unix::process::CommandExt as _;
+                    c.uid(uid).gid(gid);
+                    Ok(())
+                });
+        }
         for (k, v, _) in &self.env {
             e = e.env(k, v);
         }
@@ -290,6 +306,43 @@ impl Cmd {
             stderr: tail(&out.stderr, &out.stdout, 15),
         }
     }
+}
+
+/// A local account, as /etc/passwd has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+/// `name`'s entry of /etc/passwd (the accounts pgnode runs commands as are local system users
+/// the packages create: postgres, barman).
+///
+/// Errors: the file is unreadable, or has no such user.
+pub fn account(name: &str) -> std::io::Result<Account> {
+    parse_account(&std::fs::read_to_string("/etc/passwd")?, name).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no user {name} in /etc/passwd"),
+        )
+    })
+}
+
+fn parse_account(passwd: &str, name: &str) -> Option<Account> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 7 || f[0] != name {
+            return None;
+        }
+        Some(Account {
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            home: f[5].to_string(),
+            shell: f[6].to_string(),
+        })
+    })
 }
 
 /// An anonymous temporary file (unlinked at once), as a write handle and a read handle.
@@ -369,6 +422,56 @@ impl fmt::Debug for Cmd {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn accounts_come_from_passwd_lines() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\npostgres:x:102:106:PostgreSQL administrator,,,:/var/lib/postgresql:/bin/bash\nbroken:x:abc:1::/:/bin/sh\n";
+        assert_eq!(
+            parse_account(passwd, "postgres"),
+            Some(Account {
+                uid: 102,
+                gid: 106,
+                home: "/var/lib/postgresql".into(),
+                shell: "/bin/bash".into(),
+            })
+        );
+        assert_eq!(parse_account(passwd, "barman"), None);
+        assert_eq!(parse_account(passwd, "broken"), None);
+        assert_eq!(parse_account(passwd, "post"), None);
+    }
+
+    /// As root (CI): the child really runs as the account, with its HOME, and without root's
+    /// supplementary groups.
+    #[test]
+    fn a_command_as_another_user_runs_with_its_ids() {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|r| r.split_whitespace().next().unwrap().to_string())
+            })
+            .unwrap();
+        if uid != "0" || account("nobody").is_err() {
+            return; // needs root and the nobody account
+        }
+        let a = account("nobody").unwrap();
+        let out = Cmd::new("sh")
+            .args(["-c", "id -u; id -g; id -G; echo $HOME $USER"])
+            .user("nobody")
+            .run()
+            .unwrap();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines[0], a.uid.to_string());
+        assert_eq!(lines[1], a.gid.to_string());
+        assert_eq!(lines[2], a.gid.to_string(), "supplementary groups kept");
+        assert_eq!(lines[3], format!("{} nobody", a.home));
+        let e = Cmd::new("true")
+            .user("no-such-user-pgnode")
+            .run()
+            .unwrap_err();
+        assert!(e.to_string().contains("could not start"), "{e}");
+    }
     use super::*;
 
     #[test]
