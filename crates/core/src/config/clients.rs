@@ -33,7 +33,13 @@ pub struct Client {
     pub hosts: Vec<Ipv4Addr>,
 }
 
-/// PostgreSQL's unquoted identifier rule, as for roles; template databases are not for clients.
+/// Words pg_hba.conf reads as keywords in its database column: a client's line naming one would
+/// open every database (or replication) to it.
+const HBA_DATABASE_KEYWORDS: [&str; 5] =
+    ["all", "sameuser", "samerole", "samegroup", "replication"];
+
+/// PostgreSQL's unquoted identifier rule, as for roles; template databases and pg_hba's
+/// keywords are not for clients.
 fn database(s: &str, field: &str, v: &mut V) -> String {
     let ok = !s.is_empty()
         && s.len() <= 63
@@ -41,11 +47,12 @@ fn database(s: &str, field: &str, v: &mut V) -> String {
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && s != "template0"
-        && s != "template1";
+        && s != "template1"
+        && !HBA_DATABASE_KEYWORDS.contains(&s);
     if !ok {
         v.bad(
             field,
-            format!("{s:?} is not a usable database name (lower-case letters, digits, '_', at most 63; not template0 or template1)"),
+            format!("{s:?} is not a usable database name (lower-case letters, digits, '_', at most 63; not template0, template1, or a pg_hba keyword: {})", HBA_DATABASE_KEYWORDS.join(", ")),
         );
     }
     s.to_string()
@@ -59,7 +66,13 @@ pub(super) fn validate_clients(raw: &[RawClient], taken: &[&str], v: &mut V) -> 
     for (i, c) in raw.iter().enumerate() {
         let f = |k: &str| format!("clients[{i}].{k}");
         let user = pg_user(&c.user, &f("user"), v);
-        if taken.contains(&c.user.as_str()) {
+        if c.user == "all" {
+            // pg_hba.conf's user column reads `all` as every role.
+            v.bad(
+                f("user"),
+                "\"all\" is pg_hba's word for every role: a client needs a role name of its own",
+            );
+        } else if taken.contains(&c.user.as_str()) {
             v.bad(
                 f("user"),
                 format!(

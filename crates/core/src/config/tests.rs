@@ -471,4 +471,19 @@ fn bad_clients_are_refused_naming_each_field() {
     assert!(msg("clients[1].hosts[0]").contains("no prefix"), "{ps:?}");
     assert!(msg("clients[1].hosts[3]").contains("twice"), "{ps:?}");
     assert!(msg("clients[3].user").contains("another client"), "{ps:?}");
+    // pg_hba's keywords would open more than the client's own database to it.
+    for (user, db) in [
+        ("all", "app"),
+        ("app", "all"),
+        ("app", "replication"),
+        ("app", "sameuser"),
+    ] {
+        let t = with(|v| {
+            v["clients"] =
+                serde_json::json!([{"user": user, "database": db, "hosts": ["10.0.0.3"]}])
+        });
+        let ps = problems(&t);
+        assert_eq!(ps.len(), 1, "{user}/{db}: {ps:?}");
+        assert!(ps[0].message.contains("pg_hba"), "{ps:?}");
+    }
 }
