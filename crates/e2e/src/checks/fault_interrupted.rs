@@ -145,15 +145,32 @@ fn reset(cx: &Ctx, node: &Node, files: &[String]) -> Result<Option<String>> {
             ] {
                 sql.push_str(&format!("drop owned by {user}; drop role {user};"));
             }
+            node.sql("postgres", &sql)?;
             // Sessions of the dropped roles (the standby's walsender, Barman's) would live on
             // under a role that no longer exists: end them, so that they reconnect once the
-            // converge made the roles again, as they would to a freshly converged master.
-            sql.push_str(
-                "select count(pg_terminate_backend(pid)) from pg_stat_activity \
-                 where usename is null and pid <> pg_backend_pid() \
-                 and backend_type in ('walsender', 'client backend');",
-            );
-            node.sql("postgres", &sql)?;
+            // converge made the roles again, as they would to a freshly converged master. Only
+            // once the drop has committed: ended in the same transaction, a walsender could
+            // reconnect before the commit, still find the old role, and stream on under its
+            // dangling id (seen once: the master's status then never found its standby).
+            // After the commit a reconnect fails until the role exists again; a login that
+            // had already passed authentication is ended by the next round.
+            wait_for(
+                "no session left under a dropped role",
+                Duration::from_secs(30),
+                || {
+                    let n = node.sql(
+                        "postgres",
+                        "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+                         where usename is null and pid <> pg_backend_pid() \
+                         and backend_type in ('walsender', 'client backend');",
+                    )?;
+                    if n.trim() == "0" {
+                        Ok(Some(()))
+                    } else {
+                        pending(format!("ended {} session(s); looking again", n.trim()))
+                    }
+                },
+            )?;
             None
         }
         Role::Backup => {
