@@ -302,31 +302,7 @@ impl Ledger {
             "postgres",
             &format!("drop table if exists {table}; create table {table} (id bigint primary key, at timestamptz not null default clock_timestamp())"),
         )?;
-        let stop_file = format!("/run/pgnode-e2e-ledger-{table}.stop");
-        // Removed here, before the client starts: were the client to remove it, a stop asked
-        // right after the start could come first and be wiped, and the client would run to its
-        // time bound.
-        node.ok(&["rm", "-f", &stop_file])?;
-        let argv = [
-            "bash",
-            "-c",
-            CLIENT,
-            "ledger",
-            table,
-            "postgres",
-            &count.to_string(),
-            &seconds.to_string(),
-            &stop_file,
-        ]
-        .map(String::from);
-        let cmd = Command::new(&argv).timeout(Duration::from_secs(u64::from(seconds) + 120));
-        let worker = node.clone();
-        let handle = thread::spawn(move || worker.exec(&cmd));
-        Ok(Ledger {
-            node: node.clone(),
-            stop_file,
-            handle,
-        })
+        Ledger::spawn(node, table, CLIENT, "postgres", None, seconds, count)
     }
 
     /// Starts the client that follows the primary (see [`FOLLOW`]) on `node`, connecting with
@@ -342,21 +318,39 @@ impl Ledger {
         count: u64,
     ) -> Result<Ledger> {
         check_table_name(table)?;
-        let stop_file = format!("/run/pgnode-e2e-ledger-{table}.stop");
-        node.ok(&["rm", "-f", &stop_file])?;
-        let argv = [
-            "bash",
-            "-c",
-            FOLLOW,
-            "ledger",
+        Ledger::spawn(
+            node,
             table,
+            FOLLOW,
             conninfo,
-            passfile,
-            &count.to_string(),
-            &seconds.to_string(),
-            &stop_file,
-        ]
-        .map(String::from);
+            Some(passfile),
+            seconds,
+            count,
+        )
+    }
+
+    /// Runs `script` (CLIENT or FOLLOW) on `node` in the background: its arguments are the
+    /// table, the database or connection string, the passfile (FOLLOW only), then the bounds
+    /// and the stop file.
+    fn spawn(
+        node: &Node,
+        table: &str,
+        script: &str,
+        db: &str,
+        passfile: Option<&str>,
+        seconds: u32,
+        count: u64,
+    ) -> Result<Ledger> {
+        let stop_file = format!("/run/pgnode-e2e-ledger-{table}.stop");
+        // Removed here, before the client starts: were the client to remove it, a stop asked
+        // right after the start could come first and be wiped, and the client would run to its
+        // time bound.
+        node.ok(&["rm", "-f", &stop_file])?;
+        let mut argv: Vec<String> = ["bash", "-c", script, "ledger", table, db]
+            .map(String::from)
+            .to_vec();
+        argv.extend(passfile.map(String::from));
+        argv.extend([count.to_string(), seconds.to_string(), stop_file.clone()]);
         let cmd = Command::new(&argv).timeout(Duration::from_secs(u64::from(seconds) + 120));
         let worker = node.clone();
         let handle = thread::spawn(move || worker.exec(&cmd));
